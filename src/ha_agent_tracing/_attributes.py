@@ -1,0 +1,49 @@
+"""Turning metric metadata into OpenTelemetry attribute values.
+
+OTel attributes accept ``str``, ``bool``, ``int``, ``float`` and homogeneous
+sequences of those. Metadata handed to the tracker is whatever the caller has,
+so every value is converted rather than dropped by the SDK with a warning:
+``None`` is left out (OTel has no null), other objects become ``str(value)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence, Set
+from typing import Any
+
+from opentelemetry.util.types import AttributeValue
+
+__all__ = ["RESERVED_PREFIX", "to_attribute_value", "to_attributes"]
+
+RESERVED_PREFIX = "ha_agent_tracing."
+"""Attributes under this prefix are the library's own and stay out of report metadata."""
+
+_PRIMITIVES = (bool, str, int, float)
+
+
+def to_attribute_value(value: Any) -> AttributeValue | None:
+    """Return ``value`` as a valid attribute value, or ``None`` to leave it out."""
+    if value is None:
+        return None
+    if isinstance(value, _PRIMITIVES):
+        return value
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", "replace")
+    if isinstance(value, Sequence | Set) and not isinstance(value, str):
+        items = [item for item in value if item is not None]
+        kinds = {type(item) for item in items}
+        if len(kinds) == 1 and kinds.pop() in _PRIMITIVES:
+            return tuple(items)
+        # Mixed or nested sequences have no OTel encoding: keep every element as text.
+        return tuple(str(item) for item in items)
+    return str(value)
+
+
+def to_attributes(metadata: Mapping[Any, Any]) -> dict[str, AttributeValue]:
+    """Convert a metadata mapping; keys become ``str``, ``None`` values are left out."""
+    result: dict[str, AttributeValue] = {}
+    for key, value in metadata.items():
+        converted = to_attribute_value(value)
+        if converted is not None:
+            result[key if isinstance(key, str) else str(key)] = converted
+    return result

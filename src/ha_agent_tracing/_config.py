@@ -1,0 +1,237 @@
+"""Tracing configuration: every variable this library reads, in one table.
+
+``load_config()`` resolves the table against the environment (and keyword
+overrides, which win) into a frozen :class:`TracingConfig`. Nothing else in
+the package reads ``os.environ`` for tracing settings; the SDK's own readers
+are bypassed by passing every value explicitly, so that a bad value warns
+once here instead of raising deep inside the SDK.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any, Literal
+
+from ha_agent_tracing._settings import (
+    InvalidValue,
+    Setting,
+    SettingsReader,
+    boolean,
+    choice,
+    choices_list,
+    key_values,
+    logger,
+    optional_limit,
+    positive_float,
+    positive_int,
+    ratio,
+    text,
+    url,
+)
+
+Protocol = Literal["grpc", "http/protobuf"]
+Compression = Literal["gzip", "deflate", "none"]
+
+DEFAULT_SERVICE_NAME = "ha-ai-agent-service"
+_EXPORTERS = ("otlp", "console", "none")
+_SAMPLERS = (
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+)
+
+
+def _protocol(raw: str) -> str:
+    parse = choice("grpc", "http/protobuf", aliases={"http/json": "http/protobuf"})
+    try:
+        return parse(raw)
+    except InvalidValue as exc:
+        if exc.fallback == "http/protobuf":
+            raise InvalidValue(
+                "the Python OTLP exporter has no JSON encoding", fallback="http/protobuf"
+            ) from None
+        raise
+
+
+def _timeout_ms(raw: str) -> float:
+    return positive_float(raw)
+
+
+SERVICE_NAME = Setting("service_name", ("OTEL_SERVICE_NAME",), text, DEFAULT_SERVICE_NAME,
+                       "`service.name` of every span")
+RESOURCE_ATTRIBUTES = Setting("resource_attributes", ("OTEL_RESOURCE_ATTRIBUTES",), key_values,
+                              dict[str, str](), "extra resource attributes, `key=value,...`")
+TRACES_EXPORTER = Setting("traces_exporter", ("OTEL_TRACES_EXPORTER",), choices_list(*_EXPORTERS),
+                          None, "`otlp`, `console`, `none` or a comma list; unset: `otlp` when an "
+                          "OTLP endpoint is set, else in-memory reports only")
+OTLP_TRACES_ENDPOINT = Setting("otlp_traces_endpoint", ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",), url,
+                               None, "full traces URL, used as it is")
+OTLP_ENDPOINT = Setting("otlp_endpoint", ("OTEL_EXPORTER_OTLP_ENDPOINT",), url, None,
+                        "base URL; `/v1/traces` is appended for HTTP")
+OTLP_PROTOCOL = Setting("otlp_protocol",
+                        ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"),
+                        _protocol, "http/protobuf", "`grpc` or `http/protobuf`")
+OTLP_HEADERS = Setting("otlp_headers", ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"),
+                       key_values, dict[str, str](), "headers sent with each export, `key=value,...`")
+OTLP_TIMEOUT_MS = Setting("otlp_timeout_ms",
+                          ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"),
+                          _timeout_ms, 10_000.0, "export request timeout in milliseconds (the spec's unit)")
+OTLP_COMPRESSION = Setting("otlp_compression",
+                           ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION"),
+                           choice("gzip", "deflate", "none"), "none", "`gzip`, `deflate` (HTTP) or `none`")
+OTLP_INSECURE = Setting("otlp_insecure", ("OTEL_EXPORTER_OTLP_TRACES_INSECURE", "OTEL_EXPORTER_OTLP_INSECURE"),
+                        boolean, None, "gRPC without TLS; unset: from the endpoint's scheme")
+SAMPLER = Setting("sampler", ("OTEL_TRACES_SAMPLER",), choice(*_SAMPLERS), "parentbased_always_on",
+                  "which traces are exported (reports cover every request, see README)")
+SAMPLER_ARG = Setting("sampler_arg", ("OTEL_TRACES_SAMPLER_ARG",), ratio, 1.0,
+                      "ratio for the `traceidratio` samplers")
+BSP_SCHEDULE_DELAY_MS = Setting("bsp_schedule_delay_ms", ("OTEL_BSP_SCHEDULE_DELAY",), positive_int, 5000,
+                                "delay between two exports, ms")
+BSP_MAX_QUEUE_SIZE = Setting("bsp_max_queue_size", ("OTEL_BSP_MAX_QUEUE_SIZE",), positive_int, 2048,
+                             "spans queued for export before new ones are dropped")
+BSP_MAX_EXPORT_BATCH_SIZE = Setting("bsp_max_export_batch_size", ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE",),
+                                    positive_int, 512, "spans per export request")
+BSP_EXPORT_TIMEOUT_MS = Setting("bsp_export_timeout_ms", ("OTEL_BSP_EXPORT_TIMEOUT",), positive_int, 30_000,
+                                "time allowed for one export, ms")
+SDK_DISABLED = Setting("sdk_disabled", ("OTEL_SDK_DISABLED",), boolean, False,
+                       "`true` turns tracing and reports off; the application runs unchanged")
+ATTRIBUTE_VALUE_LENGTH_LIMIT = Setting("attribute_value_length_limit", ("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",),
+                                       optional_limit, None, "longest string attribute; longer ones are cut")
+SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT = Setting("span_attribute_value_length_limit",
+                                            ("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT",), optional_limit, None,
+                                            "the same for span attributes only")
+ATTRIBUTE_COUNT_LIMIT = Setting("attribute_count_limit", ("OTEL_ATTRIBUTE_COUNT_LIMIT",), optional_limit, 128,
+                                "most attributes per span, event or link")
+SPAN_ATTRIBUTE_COUNT_LIMIT = Setting("span_attribute_count_limit", ("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT",),
+                                     optional_limit, None, "most attributes per span")
+SPAN_EVENT_COUNT_LIMIT = Setting("span_event_count_limit", ("OTEL_SPAN_EVENT_COUNT_LIMIT",), optional_limit, 128,
+                                 "most events per span")
+SPAN_LINK_COUNT_LIMIT = Setting("span_link_count_limit", ("OTEL_SPAN_LINK_COUNT_LIMIT",), optional_limit, 128,
+                                "most links per span")
+FASTAPI_EXCLUDED_URLS = Setting("fastapi_excluded_urls",
+                                ("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS", "OTEL_PYTHON_EXCLUDED_URLS"), text, "",
+                                "more URL patterns the server does not trace (performance and health "
+                                "endpoints never are)")
+CAPTURE_MESSAGE_CONTENT = Setting("capture_message_content",
+                                  ("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",), boolean, False,
+                                  "`true` records chat text and tool arguments; by default only their lengths")
+MAX_REPORTS = Setting("max_reports", ("HA_AGENT_TRACING_MAX_REPORTS",), positive_int, 100,
+                      "reports kept in memory (oldest dropped first)")
+MAX_PENDING_TRACES = Setting("max_pending_traces", ("HA_AGENT_TRACING_MAX_PENDING_TRACES",), positive_int,
+                             10_000, "requests still running that are tracked at once")
+PENDING_TIMEOUT_S = Setting("pending_timeout_s", ("HA_AGENT_TRACING_PENDING_TIMEOUT",), positive_float, 300.0,
+                            "seconds after which a request whose root span never ended is dropped")
+LATE_SPAN_WINDOW_S = Setting("late_span_window_s", ("HA_AGENT_TRACING_LATE_SPAN_WINDOW",), positive_float, 30.0,
+                             "seconds after a request ends in which its late spans still join its report")
+SHUTDOWN_TIMEOUT_S = Setting("shutdown_timeout_s", ("HA_AGENT_TRACING_SHUTDOWN_TIMEOUT",), positive_float, 5.0,
+                             "longest `shutdown_tracing()` waits for the last export, seconds")
+REPORT_UNSAMPLED = Setting("report_unsampled", ("HA_AGENT_TRACING_REPORT_UNSAMPLED",), boolean, True,
+                           "`true`: a trace the sampler drops is still recorded for its report, "
+                           "only not exported")
+
+SETTINGS: tuple[Setting[Any], ...] = (
+    SERVICE_NAME, RESOURCE_ATTRIBUTES, TRACES_EXPORTER, OTLP_TRACES_ENDPOINT, OTLP_ENDPOINT, OTLP_PROTOCOL,
+    OTLP_HEADERS, OTLP_TIMEOUT_MS, OTLP_COMPRESSION, OTLP_INSECURE, SAMPLER, SAMPLER_ARG,
+    BSP_SCHEDULE_DELAY_MS, BSP_MAX_QUEUE_SIZE, BSP_MAX_EXPORT_BATCH_SIZE, BSP_EXPORT_TIMEOUT_MS,
+    SDK_DISABLED, ATTRIBUTE_VALUE_LENGTH_LIMIT, SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT, ATTRIBUTE_COUNT_LIMIT,
+    SPAN_ATTRIBUTE_COUNT_LIMIT, SPAN_EVENT_COUNT_LIMIT, SPAN_LINK_COUNT_LIMIT, FASTAPI_EXCLUDED_URLS,
+    CAPTURE_MESSAGE_CONTENT, MAX_REPORTS, MAX_PENDING_TRACES, PENDING_TIMEOUT_S, LATE_SPAN_WINDOW_S,
+    SHUTDOWN_TIMEOUT_S, REPORT_UNSAMPLED,
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TracingConfig:
+    """Every tracing setting, resolved. Build it with :func:`load_config`."""
+
+    service_name: str
+    resource_attributes: Mapping[str, str]
+    exporters: tuple[str, ...]
+    otlp_endpoint: str | None
+    otlp_protocol: Protocol
+    otlp_headers: Mapping[str, str]
+    otlp_timeout_ms: float
+    otlp_compression: Compression
+    otlp_insecure: bool | None
+    sampler: str
+    sampler_arg: float
+    bsp_schedule_delay_ms: int
+    bsp_max_queue_size: int
+    bsp_max_export_batch_size: int
+    bsp_export_timeout_ms: int
+    sdk_disabled: bool
+    attribute_value_length_limit: int | None
+    span_attribute_value_length_limit: int | None
+    attribute_count_limit: int | None
+    span_attribute_count_limit: int | None
+    span_event_count_limit: int | None
+    span_link_count_limit: int | None
+    fastapi_excluded_urls: str
+    capture_message_content: bool
+    max_reports: int
+    max_pending_traces: int
+    pending_timeout_s: float
+    late_span_window_s: float
+    shutdown_timeout_s: float
+    report_unsampled: bool
+    export_explicit: bool
+    """Whether export was asked for (an exporter named or an endpoint set)."""
+
+
+_OVERRIDABLE = {s.name for s in SETTINGS} | {"exporters"}
+
+
+def load_config(environ: Mapping[str, str] | None = None, **overrides: Any) -> TracingConfig:
+    """Resolve every setting: keyword override, then environment, then default.
+
+    Unknown keyword names raise ``TypeError``; an invalid override value
+    raises ``ValueError``; a bad environment value warns and falls back.
+    """
+    unknown = set(overrides) - _OVERRIDABLE
+    if unknown:
+        raise TypeError(f"unknown tracing setting(s): {', '.join(sorted(unknown))}")
+    if "exporters" in overrides:
+        overrides["traces_exporter"] = overrides.pop("exporters")
+    if isinstance(overrides.get("traces_exporter"), list | tuple):
+        overrides["traces_exporter"] = ",".join(overrides["traces_exporter"])
+    reader = SettingsReader(os.environ if environ is None else environ, overrides)
+    values: dict[str, Any] = {s.name: reader.get(s) for s in SETTINGS}
+
+    protocol: Protocol = values["otlp_protocol"]
+    endpoint = values.pop("otlp_traces_endpoint")
+    base = values["otlp_endpoint"]
+    if endpoint is None and base is not None:
+        endpoint = base if protocol == "grpc" else base.rstrip("/") + "/v1/traces"
+    values["otlp_endpoint"] = endpoint
+
+    named: tuple[str, ...] | None = values.pop("traces_exporter")
+    if named is None:
+        exporters: tuple[str, ...] = ("otlp",) if endpoint is not None else ()
+    else:
+        exporters = tuple(e for e in named if e != "none")
+    values["exporters"] = exporters
+    values["export_explicit"] = bool(named) or endpoint is not None
+
+    if values["otlp_compression"] == "deflate" and protocol == "grpc":
+        logger.warning("OTLP compression 'deflate' is not available over gRPC; using 'gzip' instead")
+        values["otlp_compression"] = "gzip"
+    if values["bsp_max_export_batch_size"] > values["bsp_max_queue_size"]:
+        logger.warning(
+            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE=%s is larger than OTEL_BSP_MAX_QUEUE_SIZE=%s; using %s instead",
+            values["bsp_max_export_batch_size"],
+            values["bsp_max_queue_size"],
+            values["bsp_max_queue_size"],
+        )
+        values["bsp_max_export_batch_size"] = values["bsp_max_queue_size"]
+    names = {f.name for f in fields(TracingConfig)}
+    return TracingConfig(**{k: v for k, v in values.items() if k in names})
+
+
+def default_otlp_endpoint(protocol: Protocol) -> str:
+    """The spec's default endpoint for each protocol."""
+    return "http://localhost:4317" if protocol == "grpc" else "http://localhost:4318/v1/traces"

@@ -1,0 +1,166 @@
+"""Span exporters built from configuration, and the accounting around them.
+
+Every exporter is wrapped in :class:`CountingExporter`, which counts the spans
+that reached the backend and those that did not, and logs one warning when
+export starts failing and one line when it recovers, instead of a line per
+failed batch. Its counters are part of ``TracingRuntime.stats()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SpanExporter,
+    SpanExportResult,
+)
+
+from ha_agent_tracing._config import TracingConfig, default_otlp_endpoint
+from ha_agent_tracing._internal import InternalErrors
+
+__all__ = ["CountingBatchProcessor", "CountingExporter", "build_exporters"]
+
+logger = logging.getLogger("ha_agent_tracing")
+
+
+class CountingExporter(SpanExporter):
+    """Forwards to ``delegate``; counts exported and failed spans; logs state changes once."""
+
+    def __init__(self, delegate: SpanExporter, target: str) -> None:
+        self.delegate = delegate
+        self.target = target
+        self._lock = threading.Lock()
+        self._failing = False
+        self.exported = 0
+        self.failed = 0
+        self._errors = InternalErrors(f"exporter to {target}")
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Export a batch; never raises."""
+        try:
+            result = self.delegate.export(spans)
+        except Exception as exc:  # noqa: BLE001 - a broken exporter must not reach the worker thread
+            self._errors.record(exc)
+            result = SpanExportResult.FAILURE
+        with self._lock:
+            if result is SpanExportResult.SUCCESS:
+                self.exported += len(spans)
+                recovered, self._failing = self._failing, False
+                changed = recovered
+            else:
+                self.failed += len(spans)
+                changed = not self._failing
+                self._failing = True
+            failed = self.failed
+        if changed and result is SpanExportResult.SUCCESS:
+            logger.warning("span export to %s recovered; %d spans were lost while it failed", self.target, failed)
+        elif changed:
+            logger.warning(
+                "span export to %s failed; %d spans dropped. The application carries on; "
+                "further failures are counted until export recovers",
+                self.target,
+                len(spans),
+            )
+        return result
+
+    def shutdown(self) -> None:
+        """Shut the delegate down."""
+        try:
+            self.delegate.shutdown()
+        except Exception as exc:  # noqa: BLE001
+            self._errors.record(exc)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Flush the delegate."""
+        try:
+            return self.delegate.force_flush(timeout_millis)
+        except Exception as exc:  # noqa: BLE001
+            self._errors.record(exc)
+            return False
+
+    def stats(self) -> dict[str, Any]:
+        """Exported and failed span counts, and whether export is failing now."""
+        with self._lock:
+            return {
+                "target": self.target,
+                "exported_spans": self.exported,
+                "failed_spans": self.failed,
+                "failing": self._failing,
+                "internal_errors": self._errors.count,
+            }
+
+
+class CountingBatchProcessor(BatchSpanProcessor):
+    """The SDK's batch processor, counting spans dropped because its queue was full."""
+
+    def __init__(self, exporter: CountingExporter, config: TracingConfig) -> None:
+        super().__init__(
+            exporter,
+            max_queue_size=config.bsp_max_queue_size,
+            schedule_delay_millis=config.bsp_schedule_delay_ms,
+            max_export_batch_size=config.bsp_max_export_batch_size,
+            export_timeout_millis=config.bsp_export_timeout_ms,
+        )
+        self.exporter = exporter
+        self._max_queue = config.bsp_max_queue_size
+        self.queue_dropped = 0
+
+    def on_end(self, span: ReadableSpan) -> None:
+        """Queue a sampled span for export, counting it when the queue is full."""
+        if span.context is not None and span.context.trace_flags.sampled:
+            queue = getattr(self._batch_processor, "_queue", ())
+            if len(queue) >= self._max_queue:
+                self.queue_dropped += 1
+        super().on_end(span)
+
+    def stats(self) -> dict[str, Any]:
+        """The exporter's counters plus spans dropped at the queue."""
+        return {**self.exporter.stats(), "queue_dropped_spans": self.queue_dropped}
+
+
+def _otlp_exporter(config: TracingConfig) -> tuple[SpanExporter, str]:
+    endpoint = config.otlp_endpoint or default_otlp_endpoint(config.otlp_protocol)
+    timeout_s = config.otlp_timeout_ms / 1000.0
+    headers = dict(config.otlp_headers)
+    if config.otlp_protocol == "grpc":
+        from grpc import Compression as GrpcCompression
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+
+        insecure = config.otlp_insecure if config.otlp_insecure is not None else endpoint.startswith("http://")
+        grpc_compression = GrpcCompression.Gzip if config.otlp_compression == "gzip" else GrpcCompression.NoCompression
+        exporter: SpanExporter = GrpcExporter(
+            endpoint=endpoint,
+            insecure=insecure,
+            headers=headers,
+            timeout=timeout_s,
+            compression=grpc_compression,
+        )
+        return exporter, f"{endpoint} (OTLP/gRPC)"
+    from opentelemetry.exporter.otlp.proto.http import Compression as HttpCompression
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+
+    http_compression = {
+        "gzip": HttpCompression.Gzip,
+        "deflate": HttpCompression.Deflate,
+        "none": HttpCompression.NoCompression,
+    }[config.otlp_compression]
+    exporter = HttpExporter(endpoint=endpoint, headers=headers, timeout=timeout_s, compression=http_compression)
+    return exporter, f"{endpoint} (OTLP/HTTP)"
+
+
+def build_exporters(config: TracingConfig) -> list[CountingBatchProcessor]:
+    """One batch processor per configured exporter, each wrapped for accounting."""
+    processors: list[CountingBatchProcessor] = []
+    for name in config.exporters:
+        if name == "otlp":
+            exporter, target = _otlp_exporter(config)
+        else:
+            exporter, target = ConsoleSpanExporter(service_name=config.service_name), "console"
+        processors.append(CountingBatchProcessor(CountingExporter(exporter, target), config))
+    return processors

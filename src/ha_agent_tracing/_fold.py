@@ -1,0 +1,113 @@
+"""Folding the finished spans of one request into the documented report.
+
+A pure function over SDK ``ReadableSpan`` objects, so it is tested without a
+processor and runs outside the processor's lock.
+
+The report keeps the reference document's keys and units::
+
+    {"operation": "chat_request",          # stable name, never a per-request id
+     "total_duration": 2345.67,            # ms, the local root span's duration
+     "timestamp": 1764100000.123,          # epoch seconds at the root's start
+     "metrics": [{"name": "rate_limit_check", "duration": 0.5,  # ms
+                  "metadata": {"exceeded": False}, ...}]}
+
+and adds what a trace tool needs to cross-reference: ``trace_id`` (32 hex
+digits), ``span_id``, ``status``, ``sampled``, and per metric ``start_offset``
+(ms after the root started), ``parent`` (the enclosing metric, if any),
+``span_id`` and ``status``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import StatusCode
+
+from ha_agent_tracing._attributes import RESERVED_PREFIX
+
+__all__ = ["OPERATION_ATTRIBUTE", "Report", "fold"]
+
+OPERATION_ATTRIBUTE = RESERVED_PREFIX + "operation"
+
+Report = dict[str, Any]
+
+_NS_PER_MS = 1_000_000.0
+
+
+def _ms(start: int | None, end: int | None) -> float:
+    if start is None or end is None:
+        return 0.0
+    return (end - start) / _NS_PER_MS
+
+
+def _status(span: ReadableSpan) -> str:
+    return "error" if span.status.status_code is StatusCode.ERROR else "ok"
+
+
+def _metadata(span: ReadableSpan) -> dict[str, Any]:
+    attributes = span.attributes or {}
+    return {
+        key: list(value) if isinstance(value, tuple) else value
+        for key, value in attributes.items()
+        if not key.startswith(RESERVED_PREFIX)
+    }
+
+
+def operation_name(root: ReadableSpan, spans: Sequence[ReadableSpan]) -> str:
+    """The operation a request belongs to.
+
+    The root's ``ha_agent_tracing.operation`` attribute wins, then the
+    earliest span that carries one, then the root span's own name.
+    """
+    attributes = root.attributes or {}
+    named = attributes.get(OPERATION_ATTRIBUTE)
+    if isinstance(named, str):
+        return named
+    for span in sorted(spans, key=lambda s: s.start_time or 0):
+        named = (span.attributes or {}).get(OPERATION_ATTRIBUTE)
+        if isinstance(named, str):
+            return named
+    return root.name
+
+
+def fold(
+    root: ReadableSpan,
+    spans: Sequence[ReadableSpan],
+    is_metric: Callable[[ReadableSpan], bool],
+) -> Report:
+    """Build the report of one local root from its finished spans (root included or not)."""
+    root_ctx = root.context
+    root_start = root.start_time or 0
+    members = [s for s in spans if s.context is not None and s.context.span_id != root_ctx.span_id]
+    names = {s.context.span_id: s.name for s in members if is_metric(s)}  # type: ignore[union-attr]
+    metrics: list[dict[str, Any]] = []
+    for span in sorted(members, key=lambda s: s.start_time or 0):
+        if not is_metric(span):
+            continue
+        parent_id = span.parent.span_id if span.parent is not None else None
+        metric: dict[str, Any] = {
+            "name": span.name,
+            "duration": _ms(span.start_time, span.end_time),
+            "metadata": _metadata(span),
+            "start_offset": _ms(root_start, span.start_time),
+            "parent": names.get(parent_id) if parent_id is not None else None,
+            "span_id": f"{span.context.span_id:016x}",  # type: ignore[union-attr]
+            "status": _status(span),
+        }
+        if metric["status"] == "error" and span.status.description:
+            metric["error"] = span.status.description
+        metrics.append(metric)
+    report: Report = {
+        "operation": operation_name(root, spans),
+        "total_duration": _ms(root.start_time, root.end_time),
+        "timestamp": root_start / 1e9,
+        "metrics": metrics,
+        "trace_id": f"{root_ctx.trace_id:032x}",
+        "span_id": f"{root_ctx.span_id:016x}",
+        "root_span": root.name,
+        "status": _status(root),
+        "sampled": root_ctx.trace_flags.sampled,
+    }
+    return report

@@ -1,0 +1,80 @@
+"""Instrumenting FastAPI and the outgoing HTTP clients.
+
+* FastAPI: one server span per request. The ASGI ``http send``/``http
+  receive`` spans are left out (they say nothing about where time goes and
+  double the span count), and the performance endpoints and health checks are
+  never traced, so reading reports does not create reports.
+* Outgoing HTTP: both ``httpx`` and ``httpx2``. The openai SDK from version 3
+  on sends through ``httpx2``; instrumenting ``httpx`` alone would miss every
+  model call.
+
+Every call here is safe to repeat and undone by :func:`uninstrument`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from typing import Any
+
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+from opentelemetry.trace import TracerProvider
+
+__all__ = ["ALWAYS_EXCLUDED_URLS", "instrument_app", "instrument_http_clients", "uninstrument"]
+
+logger = logging.getLogger("ha_agent_tracing")
+
+ALWAYS_EXCLUDED_URLS = "/api/v1/performance,/health,/healthz,/readyz,/livez"
+"""URL patterns (regular expressions searched in the URL) that are never traced."""
+
+
+def instrument_app(app: Any, provider: TracerProvider | None, extra_excluded: str = "") -> bool:
+    """Instrument a FastAPI app once; returns whether this call instrumented it."""
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    if getattr(app, "_is_instrumented_by_opentelemetry", False):
+        return False
+    excluded = ",".join(part for part in (ALWAYS_EXCLUDED_URLS, extra_excluded) if part)
+    FastAPIInstrumentor.instrument_app(
+        app,
+        tracer_provider=provider,
+        excluded_urls=excluded,
+        exclude_spans=["send", "receive"],
+    )
+    return True
+
+
+def _client_instrumentors() -> list[BaseInstrumentor]:
+    from opentelemetry.instrumentation.httpx import HTTPX2ClientInstrumentor, HTTPXClientInstrumentor
+
+    found: list[BaseInstrumentor] = []
+    if importlib.util.find_spec("httpx") is not None:
+        found.append(HTTPXClientInstrumentor())
+    if importlib.util.find_spec("httpx2") is not None:
+        found.append(HTTPX2ClientInstrumentor())
+    return found
+
+
+def instrument_http_clients(provider: TracerProvider | None) -> list[BaseInstrumentor]:
+    """Instrument httpx and httpx2 where installed; returns the instrumentors this call turned on."""
+    turned_on: list[BaseInstrumentor] = []
+    for instrumentor in _client_instrumentors():
+        if instrumentor.is_instrumented_by_opentelemetry:
+            continue
+        instrumentor.instrument(tracer_provider=provider)
+        turned_on.append(instrumentor)
+    return turned_on
+
+
+def uninstrument(apps: list[Any], instrumentors: list[BaseInstrumentor]) -> None:
+    """Undo what :func:`instrument_app` and :func:`instrument_http_clients` did."""
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    for app in apps:
+        try:
+            FastAPIInstrumentor.uninstrument_app(app)
+        except Exception:  # noqa: BLE001 - an app torn down already is fine
+            logger.debug("could not uninstrument %r", app, exc_info=True)
+    for instrumentor in instrumentors:
+        if instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.uninstrument()

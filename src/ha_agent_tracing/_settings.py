@@ -1,0 +1,271 @@
+"""The one way this project reads settings from the environment.
+
+Every setting is declared once, as a :class:`Setting`: the variables it reads
+(most specific first), the parser for their text, and the default. Values are
+resolved in a documented order: explicit argument, then environment, then
+default.
+
+Errors come in two tiers here:
+
+* an explicit argument that is invalid raises ``ValueError`` at once;
+* a bad environment value logs one warning that names the variable, the value
+  and the value used instead, and loading carries on; a service never fails to
+  start because of a typo in a telemetry variable.
+
+Parsers raise :class:`InvalidValue`. When part of a value is usable (one bad
+entry in a comma list) the parser hands back what it could salvage as
+``fallback``, and that is used instead of the default.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+from urllib.parse import unquote, urlsplit
+
+__all__ = [
+    "InvalidValue",
+    "Setting",
+    "SettingsReader",
+    "boolean",
+    "choice",
+    "choices_list",
+    "key_values",
+    "non_negative_int",
+    "optional_limit",
+    "positive_float",
+    "positive_int",
+    "ratio",
+    "text",
+    "url",
+]
+
+logger = logging.getLogger("ha_agent_tracing")
+
+T = TypeVar("T")
+
+_MISSING: Any = object()
+
+
+class InvalidValue(ValueError):
+    """A value a parser rejects; the message says what was expected."""
+
+    def __init__(self, message: str, fallback: Any = _MISSING) -> None:
+        super().__init__(message)
+        self.fallback = fallback
+
+
+@dataclass(frozen=True)
+class Setting(Generic[T]):
+    """One setting: the variables it reads, their parser and its default."""
+
+    name: str
+    env: tuple[str, ...]
+    parse: Callable[[str], T]
+    default: T
+    doc: str = ""
+
+
+@dataclass
+class SettingsReader:
+    """Resolves settings against one environment and one set of overrides.
+
+    One reader serves one load of a settings table, so each bad variable is
+    reported once per load however many settings read it.
+    """
+
+    environ: Mapping[str, str]
+    overrides: Mapping[str, Any] = field(default_factory=dict[str, Any])
+    warned: set[str] = field(default_factory=set[str])
+
+    def get(self, setting: Setting[T]) -> T:
+        """Return the setting's value: override, then environment, then default."""
+        if setting.name in self.overrides:
+            return self._from_argument(setting, self.overrides[setting.name])
+        rejected: list[tuple[str, str, InvalidValue]] = []
+        value: T = setting.default
+        for var in setting.env:
+            raw = self.environ.get(var)
+            if raw is None or not raw.strip():
+                continue
+            try:
+                value = setting.parse(raw.strip())
+                break
+            except InvalidValue as exc:
+                rejected.append((var, raw, exc))
+                if exc.fallback is not _MISSING:
+                    value = exc.fallback
+                    break
+        for var, raw, exc in rejected:
+            self._warn(var, raw, exc, value)
+        return value
+
+    def _from_argument(self, setting: Setting[T], value: Any) -> T:
+        if not isinstance(value, str):
+            return value
+        try:
+            return setting.parse(value.strip())
+        except InvalidValue as exc:
+            raise ValueError(f"{setting.name}={value!r} is not valid: {exc}") from None
+
+    def _warn(self, var: str, raw: str, exc: InvalidValue, used: object) -> None:
+        if var in self.warned:
+            return
+        self.warned.add(var)
+        logger.warning(
+            "%s=%r is not valid (%s); using %s instead",
+            var,
+            raw,
+            exc,
+            _describe(used),
+        )
+
+
+def _describe(value: object) -> str:
+    if value is None:
+        return "no value"
+    if isinstance(value, list | tuple) and not value:
+        return "none"
+    return repr(value)
+
+
+# ---------------------------------------------------------------- parsers
+
+
+def text(raw: str) -> str:
+    """Any non-empty text."""
+    return raw
+
+
+def boolean(raw: str) -> bool:
+    """``true`` or ``false`` in any case, as the OpenTelemetry spec defines them."""
+    lowered = raw.lower()
+    if lowered == "true":
+        return True
+    if lowered == "false":
+        return False
+    raise InvalidValue("expected true or false")
+
+
+def positive_int(raw: str) -> int:
+    """A whole number greater than zero."""
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidValue("expected a whole number greater than 0") from None
+    if value <= 0:
+        raise InvalidValue("expected a whole number greater than 0")
+    return value
+
+
+def non_negative_int(raw: str) -> int:
+    """A whole number, zero or more."""
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidValue("expected a whole number, 0 or more") from None
+    if value < 0:
+        raise InvalidValue("expected a whole number, 0 or more")
+    return value
+
+
+def optional_limit(raw: str) -> int | None:
+    """A limit: a whole number, 0 or more; ``unset`` means no limit."""
+    if raw.lower() == "unset":
+        return None
+    return non_negative_int(raw)
+
+
+def positive_float(raw: str) -> float:
+    """A finite number greater than zero."""
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidValue("expected a number greater than 0") from None
+    if not math.isfinite(value) or value <= 0:
+        raise InvalidValue("expected a number greater than 0")
+    return value
+
+
+def ratio(raw: str) -> float:
+    """A probability between 0 and 1 inclusive."""
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidValue("expected a number from 0 to 1") from None
+    if not 0.0 <= value <= 1.0:
+        raise InvalidValue("expected a number from 0 to 1")
+    return value
+
+
+def choice(*options: str, aliases: Mapping[str, str] | None = None) -> Callable[[str], str]:
+    """One of ``options``, case-insensitive; ``aliases`` map to an option with a warning."""
+    known = {option.lower(): option for option in options}
+    mapped = {key.lower(): value for key, value in (aliases or {}).items()}
+
+    def parse(raw: str) -> str:
+        lowered = raw.lower()
+        if lowered in known:
+            return known[lowered]
+        if lowered in mapped:
+            raise InvalidValue("not supported here", fallback=mapped[lowered])
+        raise InvalidValue("expected one of " + ", ".join(options))
+
+    return parse
+
+
+def choices_list(*options: str) -> Callable[[str], tuple[str, ...]]:
+    """A comma list of ``options``; unknown entries are dropped with a warning."""
+
+    def parse(raw: str) -> tuple[str, ...]:
+        entries = [entry.strip().lower() for entry in raw.split(",") if entry.strip()]
+        good = tuple(dict.fromkeys(entry for entry in entries if entry in options))
+        bad = [entry for entry in entries if entry not in options]
+        if bad:
+            raise InvalidValue(
+                f"unknown {', '.join(map(repr, bad))}; expected a comma list of {', '.join(options)}",
+                fallback=good,
+            )
+        return good
+
+    return parse
+
+
+def key_values(raw: str) -> dict[str, str]:
+    """``key=value`` pairs separated by commas, values percent-decoded (W3C Baggage style)."""
+    result: dict[str, str] = {}
+    bad: list[str] = []
+    for item in raw.split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            bad.append(item.strip())
+            continue
+        result[key.strip()] = unquote(value.strip())
+    if bad:
+        raise InvalidValue(
+            f"entries {', '.join(map(repr, bad))} are not key=value",
+            fallback=result,
+        )
+    return result
+
+
+def url(raw: str) -> str:
+    """An absolute ``http`` or ``https`` URL with a host."""
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise InvalidValue("expected an http:// or https:// URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidValue("expected an http:// or https:// URL with a host")
+    return raw
+
+
+def documented(settings: Iterable[Setting[Any]]) -> list[tuple[str, str, str]]:
+    """Rows of (variables, default, meaning) for the README's settings table."""
+    return [(" / ".join(s.env), _describe(s.default), s.doc) for s in settings]

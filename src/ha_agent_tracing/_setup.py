@@ -1,0 +1,290 @@
+"""Process-wide setup: ``configure_tracing``, ``shutdown_tracing``, ``get_tracker``.
+
+The only module with global state. ``configure_tracing()`` reads the
+configuration once, builds (or joins) the tracer provider, attaches the
+report processor and the exporters, and instruments the HTTP clients and,
+if given, the FastAPI app::
+
+    app = FastAPI()
+    configure_tracing(app)          # everything from OTEL_* variables
+    ...
+    shutdown_tracing()              # flushes, bounded in time
+
+A second call is harmless: it instruments a newly given app and otherwise
+returns the existing runtime, warning if it was asked for different settings.
+The global OpenTelemetry provider cannot be replaced once set (an OTel rule),
+so a provider that already exists (``opentelemetry-instrument``, or one the
+application built) is joined rather than replaced.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanLimits
+from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
+from opentelemetry.sdk.version import __version__ as sdk_version
+
+from ha_agent_tracing._config import TracingConfig, load_config
+from ha_agent_tracing._exporters import CountingBatchProcessor, build_exporters
+from ha_agent_tracing._instrumentation import instrument_app, instrument_http_clients, uninstrument
+from ha_agent_tracing._processor import ReportProcessor
+from ha_agent_tracing._sampling import RecordUnsampled, build_sampler
+from ha_agent_tracing._store import ReportStore
+from ha_agent_tracing._tracker import PerformanceTracker
+
+__all__ = ["TracingRuntime", "configure_tracing", "get_runtime", "get_tracker", "shutdown_tracing"]
+
+logger = logging.getLogger("ha_agent_tracing")
+
+_lock = threading.RLock()
+_tracker: PerformanceTracker | None = None
+_runtime: TracingRuntime | None = None
+
+
+@dataclass
+class TracingRuntime:
+    """What ``configure_tracing`` set up; ``stats()`` reports on all of it."""
+
+    config: TracingConfig
+    tracker: PerformanceTracker
+    processor: ReportProcessor | None
+    provider: SdkTracerProvider | None
+    owns_provider: bool
+    exporters: list[CountingBatchProcessor] = field(default_factory=list[CountingBatchProcessor])
+    apps: list[Any] = field(default_factory=list[Any])
+    instrumentors: list[BaseInstrumentor] = field(default_factory=list[BaseInstrumentor])
+    overrides: dict[str, Any] = field(default_factory=dict[str, Any])
+
+    @property
+    def enabled(self) -> bool:
+        """Whether spans are recorded (``OTEL_SDK_DISABLED`` is not ``true``)."""
+        return self.provider is not None
+
+    def stats(self) -> dict[str, Any]:
+        """Report processor counters and, per exporter, exported, failed and dropped spans."""
+        return {
+            "enabled": self.enabled,
+            "processor": self.processor.stats() if self.processor is not None else None,
+            "exporters": [exporter.stats() for exporter in self.exporters],
+        }
+
+
+def get_tracker() -> PerformanceTracker:
+    """The process-wide tracker, as in the reference document's ``get_tracker()``."""
+    global _tracker
+    with _lock:
+        if _tracker is None:
+            _tracker = PerformanceTracker()
+        return _tracker
+
+
+def get_runtime() -> TracingRuntime | None:
+    """The runtime that ``configure_tracing`` set up, if any."""
+    return _runtime
+
+
+def _resource(config: TracingConfig) -> Resource:
+    # Built directly rather than by Resource.create(), which would parse
+    # OTEL_RESOURCE_ATTRIBUTES a second time with its own error handling.
+    return Resource(
+        {
+            "telemetry.sdk.language": "python",
+            "telemetry.sdk.name": "opentelemetry",
+            "telemetry.sdk.version": sdk_version,
+            **config.resource_attributes,
+            "service.name": config.service_name,
+        }
+    )
+
+
+def _span_limits(config: TracingConfig) -> SpanLimits:
+    # Every limit is passed explicitly: SpanLimits() reads the environment
+    # itself and raises on a bad value, which would stop the service.
+    def limit(value: int | None) -> int:
+        return SpanLimits.UNSET if value is None else value
+
+    return SpanLimits(
+        max_attributes=limit(config.attribute_count_limit),
+        max_events=limit(config.span_event_count_limit),
+        max_links=limit(config.span_link_count_limit),
+        max_span_attributes=limit(config.span_attribute_count_limit or config.attribute_count_limit),
+        max_event_attributes=limit(config.attribute_count_limit),
+        max_link_attributes=limit(config.attribute_count_limit),
+        max_attribute_length=limit(config.attribute_value_length_limit),
+        max_span_attribute_length=limit(
+            config.span_attribute_value_length_limit
+            if config.span_attribute_value_length_limit is not None
+            else config.attribute_value_length_limit
+        ),
+    )
+
+
+def build_provider(config: TracingConfig) -> SdkTracerProvider:
+    """A tracer provider with the configured resource, sampler and limits."""
+    sampler = build_sampler(config.sampler, config.sampler_arg)
+    if config.report_unsampled:
+        sampler = RecordUnsampled(sampler)
+    return SdkTracerProvider(
+        sampler=sampler,
+        resource=_resource(config),
+        span_limits=_span_limits(config),
+        shutdown_on_exit=False,
+    )
+
+
+def _attach(config: TracingConfig, provider: SdkTracerProvider, tracker: PerformanceTracker) -> ReportProcessor:
+    processor = ReportProcessor(
+        tracker.store,
+        max_pending_traces=config.max_pending_traces,
+        pending_timeout_s=config.pending_timeout_s,
+        late_span_window_s=config.late_span_window_s,
+    )
+    provider.add_span_processor(processor)
+    return processor
+
+
+def configure_tracing(
+    app: Any = None,
+    *,
+    tracer_provider: SdkTracerProvider | None = None,
+    **overrides: Any,
+) -> TracingRuntime:
+    """Set up tracing from ``OTEL_*`` variables; keyword ``overrides`` win over the environment.
+
+    Args:
+        app: a FastAPI app to instrument (it may also be passed on a later call).
+        tracer_provider: use this SDK provider instead of the global one
+            (tests inject their own); it is not made global.
+        **overrides: setting names of :class:`TracingConfig`, e.g.
+            ``service_name="chat"``, ``exporters="none"``, ``max_reports=500``.
+    """
+    global _runtime
+    with _lock:
+        runtime = _runtime
+        if runtime is None:
+            runtime = _runtime = _configure(tracer_provider, overrides)
+        elif overrides != runtime.overrides or (tracer_provider is not None and tracer_provider is not runtime.provider):
+            logger.warning(
+                "configure_tracing() was already called; keeping the first configuration. "
+                "Call shutdown_tracing() first to configure tracing anew"
+            )
+        if app is not None and runtime.enabled and instrument_app(
+            app, runtime.provider, runtime.config.fastapi_excluded_urls
+        ):
+            runtime.apps.append(app)
+        return runtime
+
+
+def _configure(tracer_provider: SdkTracerProvider | None, overrides: dict[str, Any]) -> TracingRuntime:
+    config = load_config(**overrides)
+    tracker = get_tracker()
+    if tracker.store.max_reports != config.max_reports:
+        tracker.store = ReportStore(config.max_reports)
+    if config.sdk_disabled:
+        logger.info("OTEL_SDK_DISABLED=true: tracing and performance reports are off")
+        return TracingRuntime(config, tracker, None, None, owns_provider=False, overrides=dict(overrides))
+
+    owns = False
+    provider = tracer_provider
+    if provider is None:
+        current = trace.get_tracer_provider()
+        if isinstance(current, SdkTracerProvider):
+            provider = current
+            logger.info("joining the tracer provider that is already set up")
+        else:
+            provider = build_provider(config)
+            trace.set_tracer_provider(provider)
+            owns = True
+    tracker.use_provider(provider)
+    processor = _attach(config, provider, tracker)
+    exporters = build_exporters(config)
+    for exporter in exporters:
+        provider.add_span_processor(exporter)
+    if exporters:
+        logger.info("exporting spans to %s", ", ".join(e.exporter.target for e in exporters))
+    else:
+        logger.info(
+            "spans are kept for in-process reports only; to send them to a collector set "
+            "OTEL_EXPORTER_OTLP_ENDPOINT (e.g. http://localhost:4318) or OTEL_TRACES_EXPORTER=otlp"
+        )
+    instrumentors = instrument_http_clients(provider)
+    return TracingRuntime(
+        config,
+        tracker,
+        processor,
+        provider,
+        owns_provider=owns,
+        exporters=exporters,
+        instrumentors=instrumentors,
+        overrides=dict(overrides),
+    )
+
+
+def attach_to_existing(provider: SdkTracerProvider) -> TracingRuntime:
+    """Attach the report processor to a provider someone else built and set up (idempotent)."""
+    global _runtime
+    with _lock:
+        if _runtime is None:
+            config = load_config()
+            tracker = get_tracker()
+            if tracker.store.max_reports != config.max_reports:
+                tracker.store = ReportStore(config.max_reports)
+            tracker.use_provider(provider)
+            processor = _attach(config, provider, tracker)
+            _runtime = TracingRuntime(config, tracker, processor, provider, owns_provider=False)
+        return _runtime
+
+
+def shutdown_tracing(timeout_s: float | None = None) -> bool:
+    """Flush and stop what ``configure_tracing`` set up, within ``timeout_s``.
+
+    Waits at most ``timeout_s`` (default ``HA_AGENT_TRACING_SHUTDOWN_TIMEOUT``,
+    5 s) even when the collector is unreachable; returns ``False`` when that
+    bound cut the flush short. Reports already made stay readable.
+    """
+    global _runtime
+    with _lock:
+        runtime, _runtime = _runtime, None
+    if runtime is None:
+        return True
+    uninstrument(runtime.apps, runtime.instrumentors)
+    runtime.tracker.use_provider(None)
+    bound = timeout_s if timeout_s is not None else runtime.config.shutdown_timeout_s
+    if runtime.provider is None:
+        return True
+    deadline = time.monotonic() + bound
+    done = threading.Event()
+
+    def stop() -> None:
+        try:
+            for exporter in runtime.exporters:
+                remaining_ms = max(0.0, deadline - time.monotonic()) * 1000
+                exporter.force_flush(int(remaining_ms))
+                exporter.shutdown()
+            if runtime.processor is not None:
+                runtime.processor.shutdown()
+            if runtime.owns_provider:
+                runtime.provider.shutdown()  # type: ignore[union-attr]
+        except Exception:  # noqa: BLE001 - shutting down must not raise into the caller
+            logger.exception("error while shutting tracing down")
+        finally:
+            done.set()
+
+    threading.Thread(target=stop, name="ha-agent-tracing-shutdown", daemon=True).start()
+    finished = done.wait(bound)
+    if not finished:
+        lost = sum(
+            len(getattr(getattr(e, "_batch_processor", None), "_queue", ())) for e in runtime.exporters
+        )
+        logger.warning(
+            "tracing shutdown did not finish within %.1f s; about %d queued spans were not exported", bound, lost
+        )
+    return finished
