@@ -29,5 +29,5 @@ def attach_report_processor() -> None:
             logger.debug("no SDK tracer provider is set up; performance reports stay off")
             return
         attach_to_existing(provider)
-    except Exception:  # noqa: BLE001 - must not stop the application from starting
+    except Exception:
         logger.exception("could not attach the performance report processor; the application is not affected")

@@ -62,77 +62,204 @@ def _timeout_ms(raw: str) -> float:
     return positive_float(raw)
 
 
-SERVICE_NAME = Setting("service_name", ("OTEL_SERVICE_NAME",), text, DEFAULT_SERVICE_NAME,
-                       "`service.name` of every span")
-RESOURCE_ATTRIBUTES = Setting("resource_attributes", ("OTEL_RESOURCE_ATTRIBUTES",), key_values,
-                              dict[str, str](), "extra resource attributes, `key=value,...`")
-TRACES_EXPORTER = Setting("traces_exporter", ("OTEL_TRACES_EXPORTER",), choices_list(*_EXPORTERS),
-                          None, "`otlp`, `console`, `none` or a comma list; unset: `otlp` when an "
-                          "OTLP endpoint is set, else in-memory reports only")
-OTLP_TRACES_ENDPOINT = Setting("otlp_traces_endpoint", ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",), url,
-                               None, "full traces URL, used as it is")
-OTLP_ENDPOINT = Setting("otlp_endpoint", ("OTEL_EXPORTER_OTLP_ENDPOINT",), url, None,
-                        "base URL; `/v1/traces` is appended for HTTP")
-OTLP_PROTOCOL = Setting("otlp_protocol",
-                        ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"),
-                        _protocol, "http/protobuf", "`grpc` or `http/protobuf`")
-OTLP_HEADERS = Setting("otlp_headers", ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"),
-                       key_values, dict[str, str](), "headers sent with each export, `key=value,...`")
-OTLP_TIMEOUT_MS = Setting("otlp_timeout_ms",
-                          ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"),
-                          _timeout_ms, 10_000.0, "export request timeout in milliseconds (the spec's unit)")
-OTLP_COMPRESSION = Setting("otlp_compression",
-                           ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION"),
-                           choice("gzip", "deflate", "none"), "none", "`gzip`, `deflate` (HTTP) or `none`")
-OTLP_INSECURE = Setting("otlp_insecure", ("OTEL_EXPORTER_OTLP_TRACES_INSECURE", "OTEL_EXPORTER_OTLP_INSECURE"),
-                        boolean, None, "gRPC without TLS; unset: from the endpoint's scheme")
-SAMPLER = Setting("sampler", ("OTEL_TRACES_SAMPLER",), choice(*_SAMPLERS), "parentbased_always_on",
-                  "which traces are exported (reports cover every request, see README)")
-SAMPLER_ARG = Setting("sampler_arg", ("OTEL_TRACES_SAMPLER_ARG",), ratio, 1.0,
-                      "ratio for the `traceidratio` samplers")
-BSP_SCHEDULE_DELAY_MS = Setting("bsp_schedule_delay_ms", ("OTEL_BSP_SCHEDULE_DELAY",), positive_int, 5000,
-                                "delay between two exports, ms")
-BSP_MAX_QUEUE_SIZE = Setting("bsp_max_queue_size", ("OTEL_BSP_MAX_QUEUE_SIZE",), positive_int, 2048,
-                             "spans queued for export before new ones are dropped")
-BSP_MAX_EXPORT_BATCH_SIZE = Setting("bsp_max_export_batch_size", ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE",),
-                                    positive_int, 512, "spans per export request")
-BSP_EXPORT_TIMEOUT_MS = Setting("bsp_export_timeout_ms", ("OTEL_BSP_EXPORT_TIMEOUT",), positive_int, 30_000,
-                                "time allowed for one export, ms")
-SDK_DISABLED = Setting("sdk_disabled", ("OTEL_SDK_DISABLED",), boolean, False,
-                       "`true` turns tracing and reports off; the application runs unchanged")
-ATTRIBUTE_VALUE_LENGTH_LIMIT = Setting("attribute_value_length_limit", ("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",),
-                                       optional_limit, None, "longest string attribute; longer ones are cut")
-SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT = Setting("span_attribute_value_length_limit",
-                                            ("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT",), optional_limit, None,
-                                            "the same for span attributes only")
-ATTRIBUTE_COUNT_LIMIT = Setting("attribute_count_limit", ("OTEL_ATTRIBUTE_COUNT_LIMIT",), optional_limit, 128,
-                                "most attributes per span, event or link")
-SPAN_ATTRIBUTE_COUNT_LIMIT = Setting("span_attribute_count_limit", ("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT",),
-                                     optional_limit, None, "most attributes per span")
-SPAN_EVENT_COUNT_LIMIT = Setting("span_event_count_limit", ("OTEL_SPAN_EVENT_COUNT_LIMIT",), optional_limit, 128,
-                                 "most events per span")
-SPAN_LINK_COUNT_LIMIT = Setting("span_link_count_limit", ("OTEL_SPAN_LINK_COUNT_LIMIT",), optional_limit, 128,
-                                "most links per span")
-FASTAPI_EXCLUDED_URLS = Setting("fastapi_excluded_urls",
-                                ("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS", "OTEL_PYTHON_EXCLUDED_URLS"), text, "",
-                                "more URL patterns the server does not trace (performance and health "
-                                "endpoints never are)")
-CAPTURE_MESSAGE_CONTENT = Setting("capture_message_content",
-                                  ("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",), boolean, False,
-                                  "`true` records chat text and tool arguments; by default only their lengths")
-MAX_REPORTS = Setting("max_reports", ("HA_AGENT_TRACING_MAX_REPORTS",), positive_int, 100,
-                      "reports kept in memory (oldest dropped first)")
-MAX_PENDING_TRACES = Setting("max_pending_traces", ("HA_AGENT_TRACING_MAX_PENDING_TRACES",), positive_int,
-                             10_000, "requests still running that are tracked at once")
-PENDING_TIMEOUT_S = Setting("pending_timeout_s", ("HA_AGENT_TRACING_PENDING_TIMEOUT",), positive_float, 300.0,
-                            "seconds after which a request whose root span never ended is dropped")
-LATE_SPAN_WINDOW_S = Setting("late_span_window_s", ("HA_AGENT_TRACING_LATE_SPAN_WINDOW",), positive_float, 30.0,
-                             "seconds after a request ends in which its late spans still join its report")
-SHUTDOWN_TIMEOUT_S = Setting("shutdown_timeout_s", ("HA_AGENT_TRACING_SHUTDOWN_TIMEOUT",), positive_float, 5.0,
-                             "longest `shutdown_tracing()` waits for the last export, seconds")
-REPORT_UNSAMPLED = Setting("report_unsampled", ("HA_AGENT_TRACING_REPORT_UNSAMPLED",), boolean, True,
-                           "`true`: a trace the sampler drops is still recorded for its report, "
-                           "only not exported")
+SERVICE_NAME = Setting(
+    "service_name", ("OTEL_SERVICE_NAME",), text, DEFAULT_SERVICE_NAME, "`service.name` of every span"
+)
+RESOURCE_ATTRIBUTES = Setting(
+    "resource_attributes",
+    ("OTEL_RESOURCE_ATTRIBUTES",),
+    key_values,
+    dict[str, str](),
+    "extra resource attributes, `key=value,...`",
+)
+TRACES_EXPORTER = Setting(
+    "traces_exporter",
+    ("OTEL_TRACES_EXPORTER",),
+    choices_list(*_EXPORTERS),
+    None,
+    "`otlp`, `console`, `none` or a comma list; unset: `otlp` when an "
+    "OTLP endpoint is set, else in-memory reports only",
+)
+OTLP_TRACES_ENDPOINT = Setting(
+    "otlp_traces_endpoint",
+    ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",),
+    url,
+    None,
+    "full traces URL, used as it is",
+)
+OTLP_ENDPOINT = Setting(
+    "otlp_endpoint",
+    ("OTEL_EXPORTER_OTLP_ENDPOINT",),
+    url,
+    None,
+    "base URL; `/v1/traces` is appended for HTTP",
+)
+OTLP_PROTOCOL = Setting(
+    "otlp_protocol",
+    ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"),
+    _protocol,
+    "http/protobuf",
+    "`grpc` or `http/protobuf`",
+)
+OTLP_HEADERS = Setting(
+    "otlp_headers",
+    ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"),
+    key_values,
+    dict[str, str](),
+    "headers sent with each export, `key=value,...`",
+)
+OTLP_TIMEOUT_MS = Setting(
+    "otlp_timeout_ms",
+    ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"),
+    _timeout_ms,
+    10_000.0,
+    "export request timeout in milliseconds (the spec's unit)",
+)
+OTLP_COMPRESSION = Setting(
+    "otlp_compression",
+    ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION"),
+    choice("gzip", "deflate", "none"),
+    "none",
+    "`gzip`, `deflate` (HTTP) or `none`",
+)
+OTLP_INSECURE = Setting(
+    "otlp_insecure",
+    ("OTEL_EXPORTER_OTLP_TRACES_INSECURE", "OTEL_EXPORTER_OTLP_INSECURE"),
+    boolean,
+    None,
+    "gRPC without TLS; unset: from the endpoint's scheme",
+)
+SAMPLER = Setting(
+    "sampler",
+    ("OTEL_TRACES_SAMPLER",),
+    choice(*_SAMPLERS),
+    "parentbased_always_on",
+    "which traces are exported (reports cover every request, see README)",
+)
+SAMPLER_ARG = Setting(
+    "sampler_arg", ("OTEL_TRACES_SAMPLER_ARG",), ratio, 1.0, "ratio for the `traceidratio` samplers"
+)
+BSP_SCHEDULE_DELAY_MS = Setting(
+    "bsp_schedule_delay_ms", ("OTEL_BSP_SCHEDULE_DELAY",), positive_int, 5000, "delay between two exports, ms"
+)
+BSP_MAX_QUEUE_SIZE = Setting(
+    "bsp_max_queue_size",
+    ("OTEL_BSP_MAX_QUEUE_SIZE",),
+    positive_int,
+    2048,
+    "spans queued for export before new ones are dropped",
+)
+BSP_MAX_EXPORT_BATCH_SIZE = Setting(
+    "bsp_max_export_batch_size",
+    ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE",),
+    positive_int,
+    512,
+    "spans per export request",
+)
+BSP_EXPORT_TIMEOUT_MS = Setting(
+    "bsp_export_timeout_ms",
+    ("OTEL_BSP_EXPORT_TIMEOUT",),
+    positive_int,
+    30_000,
+    "time allowed for one export, ms",
+)
+SDK_DISABLED = Setting(
+    "sdk_disabled",
+    ("OTEL_SDK_DISABLED",),
+    boolean,
+    False,
+    "`true` turns tracing and reports off; the application runs unchanged",
+)
+ATTRIBUTE_VALUE_LENGTH_LIMIT = Setting(
+    "attribute_value_length_limit",
+    ("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",),
+    optional_limit,
+    None,
+    "longest string attribute; longer ones are cut",
+)
+SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT = Setting(
+    "span_attribute_value_length_limit",
+    ("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT",),
+    optional_limit,
+    None,
+    "the same for span attributes only",
+)
+ATTRIBUTE_COUNT_LIMIT = Setting(
+    "attribute_count_limit",
+    ("OTEL_ATTRIBUTE_COUNT_LIMIT",),
+    optional_limit,
+    128,
+    "most attributes per span, event or link",
+)
+SPAN_ATTRIBUTE_COUNT_LIMIT = Setting(
+    "span_attribute_count_limit",
+    ("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT",),
+    optional_limit,
+    None,
+    "most attributes per span",
+)
+SPAN_EVENT_COUNT_LIMIT = Setting(
+    "span_event_count_limit", ("OTEL_SPAN_EVENT_COUNT_LIMIT",), optional_limit, 128, "most events per span"
+)
+SPAN_LINK_COUNT_LIMIT = Setting(
+    "span_link_count_limit", ("OTEL_SPAN_LINK_COUNT_LIMIT",), optional_limit, 128, "most links per span"
+)
+FASTAPI_EXCLUDED_URLS = Setting(
+    "fastapi_excluded_urls",
+    ("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS", "OTEL_PYTHON_EXCLUDED_URLS"),
+    text,
+    "",
+    "more URL patterns the server does not trace (performance and health endpoints never are)",
+)
+CAPTURE_MESSAGE_CONTENT = Setting(
+    "capture_message_content",
+    ("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",),
+    boolean,
+    False,
+    "`true` records chat text and tool arguments; by default only their lengths",
+)
+MAX_REPORTS = Setting(
+    "max_reports",
+    ("HA_AGENT_TRACING_MAX_REPORTS",),
+    positive_int,
+    100,
+    "reports kept in memory (oldest dropped first)",
+)
+MAX_PENDING_TRACES = Setting(
+    "max_pending_traces",
+    ("HA_AGENT_TRACING_MAX_PENDING_TRACES",),
+    positive_int,
+    10_000,
+    "requests still running that are tracked at once",
+)
+PENDING_TIMEOUT_S = Setting(
+    "pending_timeout_s",
+    ("HA_AGENT_TRACING_PENDING_TIMEOUT",),
+    positive_float,
+    300.0,
+    "seconds after which a request whose root span never ended is dropped",
+)
+LATE_SPAN_WINDOW_S = Setting(
+    "late_span_window_s",
+    ("HA_AGENT_TRACING_LATE_SPAN_WINDOW",),
+    positive_float,
+    30.0,
+    "seconds after a request ends in which its late spans still join its report",
+)
+SHUTDOWN_TIMEOUT_S = Setting(
+    "shutdown_timeout_s",
+    ("HA_AGENT_TRACING_SHUTDOWN_TIMEOUT",),
+    positive_float,
+    5.0,
+    "longest `shutdown_tracing()` waits for the last export, seconds",
+)
+REPORT_UNSAMPLED = Setting(
+    "report_unsampled",
+    ("HA_AGENT_TRACING_REPORT_UNSAMPLED",),
+    boolean,
+    True,
+    "`true`: a trace the sampler drops is still recorded for its report, only not exported",
+)
 
 SETTINGS: tuple[Setting[Any], ...] = (
     SERVICE_NAME, RESOURCE_ATTRIBUTES, TRACES_EXPORTER, OTLP_TRACES_ENDPOINT, OTLP_ENDPOINT, OTLP_PROTOCOL,

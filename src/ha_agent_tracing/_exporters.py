@@ -59,7 +59,9 @@ class CountingExporter(SpanExporter):
                 self._failing = True
             failed = self.failed
         if changed and result is SpanExportResult.SUCCESS:
-            logger.warning("span export to %s recovered; %d spans were lost while it failed", self.target, failed)
+            logger.warning(
+                "span export to %s recovered; %d spans were lost while it failed", self.target, failed
+            )
         elif changed:
             logger.warning(
                 "span export to %s failed; %d spans dropped. The application carries on; "
@@ -132,8 +134,12 @@ def _otlp_exporter(config: TracingConfig) -> tuple[SpanExporter, str]:
         from grpc import Compression as GrpcCompression
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 
-        insecure = config.otlp_insecure if config.otlp_insecure is not None else endpoint.startswith("http://")
-        grpc_compression = GrpcCompression.Gzip if config.otlp_compression == "gzip" else GrpcCompression.NoCompression
+        insecure = (
+            config.otlp_insecure if config.otlp_insecure is not None else endpoint.startswith("http://")
+        )
+        grpc_compression = (
+            GrpcCompression.Gzip if config.otlp_compression == "gzip" else GrpcCompression.NoCompression
+        )
         exporter: SpanExporter = GrpcExporter(
             endpoint=endpoint,
             insecure=insecure,
@@ -150,7 +156,9 @@ def _otlp_exporter(config: TracingConfig) -> tuple[SpanExporter, str]:
         "deflate": HttpCompression.Deflate,
         "none": HttpCompression.NoCompression,
     }[config.otlp_compression]
-    exporter = HttpExporter(endpoint=endpoint, headers=headers, timeout=timeout_s, compression=http_compression)
+    exporter = HttpExporter(
+        endpoint=endpoint, headers=headers, timeout=timeout_s, compression=http_compression
+    )
     return exporter, f"{endpoint} (OTLP/HTTP)"
 
 

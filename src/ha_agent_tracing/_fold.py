@@ -42,6 +42,10 @@ def _ms(start: int | None, end: int | None) -> float:
     return (end - start) / _NS_PER_MS
 
 
+def _span_id(span: ReadableSpan) -> int:
+    return span.context.span_id if span.context is not None else 0
+
+
 def _status(span: ReadableSpan) -> str:
     return "error" if span.status.status_code is StatusCode.ERROR else "ok"
 
@@ -78,10 +82,12 @@ def fold(
     is_metric: Callable[[ReadableSpan], bool],
 ) -> Report:
     """Build the report of one local root from its finished spans (root included or not)."""
-    root_ctx = root.context
+    root_ctx = root.get_span_context()
+    if root_ctx is None:
+        raise ValueError("a span without a context cannot be folded")
     root_start = root.start_time or 0
     members = [s for s in spans if s.context is not None and s.context.span_id != root_ctx.span_id]
-    names = {s.context.span_id: s.name for s in members if is_metric(s)}  # type: ignore[union-attr]
+    names = {_span_id(s): s.name for s in members if is_metric(s)}
     metrics: list[dict[str, Any]] = []
     for span in sorted(members, key=lambda s: s.start_time or 0):
         if not is_metric(span):
@@ -93,7 +99,7 @@ def fold(
             "metadata": _metadata(span),
             "start_offset": _ms(root_start, span.start_time),
             "parent": names.get(parent_id) if parent_id is not None else None,
-            "span_id": f"{span.context.span_id:016x}",  # type: ignore[union-attr]
+            "span_id": f"{_span_id(span):016x}",
             "status": _status(span),
         }
         if metric["status"] == "error" and span.status.description:

@@ -73,7 +73,7 @@ def uninstrument(apps: list[Any], instrumentors: list[BaseInstrumentor]) -> None
     for app in apps:
         try:
             FastAPIInstrumentor.uninstrument_app(app)
-        except Exception:  # noqa: BLE001 - an app torn down already is fine
+        except Exception:
             logger.debug("could not uninstrument %r", app, exc_info=True)
     for instrumentor in instrumentors:
         if instrumentor.is_instrumented_by_opentelemetry:

@@ -5,6 +5,10 @@ from another process (a remote parent, as in a server span). Every span that
 starts under a local root, on any thread or asyncio task, joins its group
 through its parent's span id, so interleaved requests never mix.
 
+A group becomes a report when its root is a server span or it holds at least
+one tracked metric; a bare outgoing HTTP call outside any request, say, makes
+no report (it is counted as ``unreported_traces``).
+
 When the local root ends, the group is folded into a report and published to
 the :class:`~ha_agent_tracing.ReportStore` at once. The group then lingers for
 ``late_span_window_s``: spans that start or end after their root (FastAPI runs
@@ -31,6 +35,7 @@ from typing import Any
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.trace import SpanKind
 
 from ha_agent_tracing._fold import Report, fold
 from ha_agent_tracing._internal import InternalErrors
@@ -53,10 +58,11 @@ def is_tracked_metric(span: ReadableSpan) -> bool:
 
 
 class _Group:
-    __slots__ = ("key", "members", "published", "root", "spans", "started", "until", "version")
+    __slots__ = ("key", "members", "published", "reportable", "root", "spans", "started", "until", "version")
 
-    def __init__(self, key: _Key, started: float) -> None:
+    def __init__(self, key: _Key, started: float, reportable: bool) -> None:
         self.key = key
+        self.reportable = reportable
         self.started = started
         self.members: list[_Key] = [key]
         self.spans: list[ReadableSpan] = []
@@ -103,7 +109,13 @@ class ReportProcessor(SpanProcessor):
         self._pending: OrderedDict[_Key, _Group] = OrderedDict()
         self._lingering: OrderedDict[_Key, _Group] = OrderedDict()
         self._errors = InternalErrors("report processor")
-        self._counts = {"reports": 0, "late_spans": 0, "orphan_spans": 0, "evicted_traces": 0}
+        self._counts = {
+            "reports": 0,
+            "late_spans": 0,
+            "orphan_spans": 0,
+            "evicted_traces": 0,
+            "unreported_traces": 0,
+        }
         self._shut_down = False
 
     # ------------------------------------------------------------ SDK hooks
@@ -146,7 +158,7 @@ class ReportProcessor(SpanProcessor):
         evicted: list[_Group] = []
         with self._lock:
             if parent is None or parent.is_remote:
-                group = _Group(key, now)
+                group = _Group(key, now, span.kind is SpanKind.SERVER or self._is_metric(span))
                 self._pending[key] = group
                 self._by_span[key] = group
                 evicted = self._sweep(now)
@@ -157,6 +169,8 @@ class ReportProcessor(SpanProcessor):
                     return
                 self._by_span[key] = group
                 group.members.append(key)
+                if not group.reportable and self._is_metric(span):
+                    group.reportable = True
         for lost in evicted:
             logger.warning(
                 "dropped an unfinished request (trace %032x): its root span did not end within %.0f s "
@@ -185,9 +199,14 @@ class ReportProcessor(SpanProcessor):
                 group.until = self._clock() + self._window
                 del self._pending[key]
                 self._lingering[key] = group
-                self._counts["reports"] += 1
+                if not group.reportable:
+                    self._counts["unreported_traces"] += 1
             else:
                 return
+            if not group.reportable:
+                return
+            if first:
+                self._counts["reports"] += 1
             group.version += 1
             version = group.version
             root = group.root

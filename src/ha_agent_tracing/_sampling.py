@@ -55,9 +55,13 @@ class RecordUnsampled(sampling.Sampler):
         trace_state: TraceState | None = None,
     ) -> sampling.SamplingResult:
         """Ask the delegate; turn its DROP into RECORD_ONLY."""
-        result = self.delegate.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
+        result = self.delegate.should_sample(
+            parent_context, trace_id, name, kind, attributes, links, trace_state
+        )
         if result.decision is sampling.Decision.DROP:
-            return sampling.SamplingResult(sampling.Decision.RECORD_ONLY, result.attributes, result.trace_state)
+            return sampling.SamplingResult(
+                sampling.Decision.RECORD_ONLY, result.attributes, result.trace_state
+            )
         return result
 
     def get_description(self) -> str:

@@ -140,7 +140,9 @@ def build_provider(config: TracingConfig) -> SdkTracerProvider:
     )
 
 
-def _attach(config: TracingConfig, provider: SdkTracerProvider, tracker: PerformanceTracker) -> ReportProcessor:
+def _attach(
+    config: TracingConfig, provider: SdkTracerProvider, tracker: PerformanceTracker
+) -> ReportProcessor:
     processor = ReportProcessor(
         tracker.store,
         max_pending_traces=config.max_pending_traces,
@@ -171,13 +173,17 @@ def configure_tracing(
         runtime = _runtime
         if runtime is None:
             runtime = _runtime = _configure(tracer_provider, overrides)
-        elif overrides != runtime.overrides or (tracer_provider is not None and tracer_provider is not runtime.provider):
+        elif overrides != runtime.overrides or (
+            tracer_provider is not None and tracer_provider is not runtime.provider
+        ):
             logger.warning(
                 "configure_tracing() was already called; keeping the first configuration. "
                 "Call shutdown_tracing() first to configure tracing anew"
             )
-        if app is not None and runtime.enabled and instrument_app(
-            app, runtime.provider, runtime.config.fastapi_excluded_urls
+        if (
+            app is not None
+            and runtime.enabled
+            and instrument_app(app, runtime.provider, runtime.config.fastapi_excluded_urls)
         ):
             runtime.apps.append(app)
         return runtime
@@ -273,7 +279,7 @@ def shutdown_tracing(timeout_s: float | None = None) -> bool:
                 runtime.processor.shutdown()
             if runtime.owns_provider:
                 runtime.provider.shutdown()  # type: ignore[union-attr]
-        except Exception:  # noqa: BLE001 - shutting down must not raise into the caller
+        except Exception:
             logger.exception("error while shutting tracing down")
         finally:
             done.set()
@@ -285,6 +291,8 @@ def shutdown_tracing(timeout_s: float | None = None) -> bool:
             len(getattr(getattr(e, "_batch_processor", None), "_queue", ())) for e in runtime.exporters
         )
         logger.warning(
-            "tracing shutdown did not finish within %.1f s; about %d queued spans were not exported", bound, lost
+            "tracing shutdown did not finish within %.1f s; about %d queued spans were not exported",
+            bound,
+            lost,
         )
     return finished

@@ -149,7 +149,9 @@ class PerformanceTracker:
         store: where the reports of this tracker's requests are read from.
     """
 
-    def __init__(self, tracer_provider: TracerProvider | None = None, store: ReportStore | None = None) -> None:
+    def __init__(
+        self, tracer_provider: TracerProvider | None = None, store: ReportStore | None = None
+    ) -> None:
         self._provider = tracer_provider
         self._tracer: Tracer | None = None
         self.store = store if store is not None else ReportStore()
@@ -170,7 +172,7 @@ class PerformanceTracker:
     # ---------------------------------------------------------------- recording
 
     def track(self, name: str, /, **metadata: Any) -> Metric:
-        """A metric named ``name`` with ``metadata``: ``with tracker.track(...)`` or ``@tracker.track(...)``."""
+        """A metric ``name`` with ``metadata``: ``with tracker.track(...)`` or ``@tracker.track(...)``."""
         return Metric(self, _check_name("metric", name), to_attributes(metadata))
 
     def operation(self, name: str, /, **metadata: Any) -> Metric:

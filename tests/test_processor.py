@@ -1,0 +1,376 @@
+"""The report processor: folding, grouping under concurrency, late spans, bounds."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+
+import pytest
+from opentelemetry import context as context_api
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from ha_agent_tracing import (
+    OPERATION_ATTRIBUTE,
+    PerformanceTracker,
+    RecordUnsampled,
+    ReportProcessor,
+    ReportStore,
+)
+
+from .conftest import Tracing, make_tracing
+
+MS = 1_000_000  # ns
+
+
+def test_report_has_the_documented_structure_and_units(tracing: Tracing) -> None:
+    """Durations in ms (float), timestamp in epoch seconds of the root start, metrics by start."""
+    tracer = tracing.tracker.tracer
+    t0 = 1_764_000_000_000_000_000  # ns since the epoch
+    root = tracer.start_span(
+        "POST /api/v1/chat", start_time=t0, attributes={OPERATION_ATTRIBUTE: "chat_request"}
+    )
+    ctx = trace.set_span_in_context(root)
+    late_start = tracer.start_span(
+        "openai_api_call", context=ctx, start_time=t0 + 20 * MS, attributes={"iteration": 1}
+    )
+    early = tracer.start_span(
+        "rate_limit_check", context=ctx, start_time=t0 + 1 * MS, attributes={"exceeded": False}
+    )
+    early.end(end_time=t0 + 1 * MS + 500_000)
+    late_start.end(end_time=t0 + 1220 * MS)
+    root.end(end_time=t0 + 2345 * MS + 670_000)
+
+    (report,) = tracing.tracker.get_reports()
+    assert report["operation"] == "chat_request"
+    assert report["total_duration"] == pytest.approx(2345.67)
+    assert report["timestamp"] == pytest.approx(1_764_000_000.0)
+    assert isinstance(report["total_duration"], float) and isinstance(report["timestamp"], float)
+    assert [m["name"] for m in report["metrics"]] == ["rate_limit_check", "openai_api_call"]
+    first, second = report["metrics"]
+    assert first["duration"] == pytest.approx(0.5)
+    assert first["metadata"] == {"exceeded": False}
+    assert first["start_offset"] == pytest.approx(1.0)
+    assert second["duration"] == pytest.approx(1200.0)
+    assert second["metadata"] == {"iteration": 1}
+    assert report["trace_id"] == f"{root.get_span_context().trace_id:032x}"
+    assert len(report["trace_id"]) == 32
+    assert OPERATION_ATTRIBUTE not in str(report["metrics"])
+
+
+def test_metrics_know_their_parent_metric(tracing: Tracing) -> None:
+    """A nested metric names the metric it ran inside."""
+    t = tracing.tracker
+    with (
+        t.operation("chat_request"),
+        t.track("message_assembly"),
+        t.track("context_refresh", cache_hit=False),
+    ):
+        pass
+    (report,) = t.get_reports()
+    by_name = {m["name"]: m for m in report["metrics"]}
+    assert by_name["context_refresh"]["parent"] == "message_assembly"
+    assert by_name["message_assembly"]["parent"] is None
+
+
+def test_operation_defaults_to_the_root_span_name(tracing: Tracing) -> None:
+    """Without set_operation the report is named after its root span, never a per-request id."""
+    with tracing.tracker.track("GET /status"):
+        pass
+    assert tracing.tracker.get_reports()[0]["operation"] == "GET /status"
+
+
+def test_spans_of_other_instrumentations_are_not_metrics(tracing: Tracing) -> None:
+    """Only the tracker's spans become metrics; an HTTP client span inside a request does not."""
+    other = tracing.provider.get_tracer("opentelemetry.instrumentation.httpx")
+    with (
+        tracing.tracker.operation("chat_request"),
+        other.start_as_current_span("POST"),
+        tracing.tracker.track("inner"),
+    ):
+        pass
+    (report,) = tracing.tracker.get_reports()
+    assert [m["name"] for m in report["metrics"]] == ["inner"]
+    assert report["metrics"][0]["parent"] is None
+
+
+def test_a_failed_root_and_metric_are_marked(tracing: Tracing) -> None:
+    """A request whose metric raised has status error on the metric and the root."""
+    with (
+        pytest.raises(ValueError, match="bad entity"),
+        tracing.tracker.operation("chat_request"),
+        tracing.tracker.track("tool"),
+    ):
+        raise ValueError("bad entity")
+    (report,) = tracing.tracker.get_reports()
+    assert report["status"] == "error"
+    assert report["metrics"][0]["status"] == "error"
+    assert "bad entity" in report["metrics"][0]["error"]
+
+
+def _request(tracker: PerformanceTracker, request_id: int, steps: int) -> None:
+    with tracker.operation("chat_request", request_id=request_id):
+        for step in range(steps):
+            with tracker.track("step", request_id=request_id, step=step):
+                time.sleep(random.random() / 2000)
+
+
+def test_interleaved_requests_on_many_threads_never_mix(tracing: Tracing) -> None:
+    """Forty requests on eight threads at once: one report each, only its own metrics."""
+    threads = [
+        threading.Thread(target=_request, args=(tracing.tracker, request_id, 5)) for request_id in range(40)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    reports = tracing.tracker.get_reports()
+    assert len(reports) == 40
+    for report in reports:
+        ids = {m["metadata"]["request_id"] for m in report["metrics"]}
+        assert len(ids) == 1 and len(report["metrics"]) == 5
+        assert [m["metadata"]["step"] for m in report["metrics"]] == list(range(5))
+    assert sorted(next(iter({m["metadata"]["request_id"] for m in r["metrics"]})) for r in reports) == list(
+        range(40)
+    )
+
+
+async def test_interleaved_requests_on_asyncio_tasks_never_mix(tracing: Tracing) -> None:
+    """Requests on concurrent tasks, each fanning out to subtasks, keep their own metrics."""
+    t = tracing.tracker
+
+    async def tool(request_id: int, n: int) -> None:
+        with t.track("tool_execution", request_id=request_id, n=n):
+            await asyncio.sleep(random.random() / 500)
+
+    async def request(request_id: int) -> None:
+        with t.operation("chat_request", request_id=request_id):
+            await asyncio.sleep(random.random() / 500)
+            await asyncio.gather(*(tool(request_id, n) for n in range(3)))
+
+    await asyncio.gather(*(request(i) for i in range(50)))
+    reports = t.get_reports_for_operation("chat_request")
+    assert len(reports) == 50
+    for report in reports:
+        assert len(report["metrics"]) == 3
+        assert len({m["metadata"]["request_id"] for m in report["metrics"]}) == 1
+
+
+def test_work_handed_to_another_thread_joins_its_request(tracing: Tracing) -> None:
+    """A metric recorded on a worker thread with the request's context lands in its report."""
+    t = tracing.tracker
+    with t.operation("chat_request"):
+        ctx = context_api.get_current()
+
+        def work() -> None:
+            token = context_api.attach(ctx)
+            try:
+                with t.track("threaded"):
+                    pass
+            finally:
+                context_api.detach(token)
+
+        worker = threading.Thread(target=work)
+        worker.start()
+        worker.join()
+    (report,) = t.get_reports()
+    assert [m["name"] for m in report["metrics"]] == ["threaded"]
+
+
+def test_a_span_ending_after_its_root_still_lands_in_the_report(tracing: Tracing) -> None:
+    """A background-task span that starts and ends after the root ended amends the same report."""
+    t = tracing.tracker
+    root = t.tracer.start_span("POST /api/v1/chat", attributes={OPERATION_ATTRIBUTE: "chat_request"})
+    ctx = trace.set_span_in_context(root)
+    open_child = t.tracer.start_span("still_running", context=ctx)
+    root.end()
+    assert [m["name"] for m in t.get_reports()[0]["metrics"]] == []
+    late = t.tracer.start_span("background_task", context=ctx)
+    late.end()
+    open_child.end()
+    (report,) = t.get_reports()
+    assert [m["name"] for m in report["metrics"]] == ["still_running", "background_task"]
+    assert tracing.processor.stats()["late_spans"] == 2
+
+
+def test_remote_parents_make_separate_reports_in_one_trace(tracing: Tracing) -> None:
+    """Two local roots under one remote parent (one trace) give two reports, not one mixed one."""
+    carrier = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+    remote = TraceContextTextMapPropagator().extract(carrier)
+    t = tracing.tracker
+    for name in ("first", "second"):
+        with t.tracer.start_as_current_span(f"server {name}", context=remote), t.track(name):
+            pass
+    reports = t.get_reports()
+    assert [r["trace_id"] for r in reports] == ["0af7651916cd43dd8448eb211c80319c"] * 2
+    assert [[m["name"] for m in r["metrics"]] for r in reports] == [["first"], ["second"]]
+
+
+def test_a_root_that_never_ends_is_evicted_after_the_timeout() -> None:
+    """Pending requests are dropped after pending_timeout_s; memory does not grow."""
+    now = [0.0]
+    setup = make_tracing(pending_timeout_s=10.0, clock=lambda: now[0])
+    t = setup.tracker
+    stuck = t.tracer.start_span("never_ends")
+    child = t.tracer.start_span("child", context=trace.set_span_in_context(stuck))
+    assert setup.processor.stats()["pending_traces"] == 1
+    now[0] = 11.0
+    with t.operation("next_request"):
+        pass
+    stats = setup.processor.stats()
+    assert stats["evicted_traces"] == 1
+    assert stats["pending_traces"] == 0
+    child.end()
+    stuck.end()
+    assert [r["operation"] for r in t.get_reports()] == ["next_request"]
+
+
+def test_pending_requests_are_bounded_in_number() -> None:
+    """Beyond max_pending_traces the oldest unfinished request is dropped and counted."""
+    setup = make_tracing(max_pending_traces=3)
+    spans = [setup.tracker.tracer.start_span(f"r{i}") for i in range(5)]
+    stats = setup.processor.stats()
+    assert stats["pending_traces"] == 3
+    assert stats["evicted_traces"] == 2
+    for span in spans:
+        span.end()
+    assert [r["operation"] for r in setup.tracker.get_reports()] == ["r2", "r3", "r4"]
+
+
+def test_finished_requests_are_forgotten_after_the_late_span_window() -> None:
+    """Lingering groups leave after late_span_window_s, so tracked spans stay bounded."""
+    now = [0.0]
+    setup = make_tracing(late_span_window_s=5.0, clock=lambda: now[0])
+    for _ in range(20):
+        with setup.tracker.operation("r"), setup.tracker.track("m"):
+            pass
+    assert setup.processor.stats()["lingering_traces"] == 20
+    now[0] = 6.0
+    with setup.tracker.operation("r"):
+        pass
+    stats = setup.processor.stats()
+    assert stats["lingering_traces"] == 1
+    assert stats["tracked_spans"] == 1
+
+
+def test_a_span_whose_parent_is_unknown_is_counted_not_reported(tracing: Tracing) -> None:
+    """A local parent the processor never saw (another provider) makes an orphan, counted."""
+    other = TracerProvider(shutdown_on_exit=False).get_tracer("x")
+    with other.start_as_current_span("foreign"), tracing.tracker.track("orphan"):
+        pass
+    assert tracing.tracker.get_reports() == []
+    assert tracing.processor.stats()["orphan_spans"] == 1
+
+
+def test_the_processor_never_raises_into_the_application(lib_logs: pytest.LogCaptureFixture) -> None:
+    """A failing store is logged once and counted; the traced code runs on."""
+
+    class BrokenStore(ReportStore):
+        def put(self, report: dict[str, object], version: int = 0) -> bool:
+            raise OSError("disk on fire")
+
+    provider = TracerProvider(shutdown_on_exit=False)
+    processor = ReportProcessor(BrokenStore())
+    provider.add_span_processor(processor)
+    tracker = PerformanceTracker(provider, processor.store)
+    for _ in range(3):
+        with tracker.operation("chat_request"):
+            pass
+    assert processor.stats()["internal_errors"] == 3
+    errors = [r for r in lib_logs.records if r.levelname == "ERROR"]
+    assert len(errors) == 1
+    assert "application is not affected" in errors[0].getMessage()
+
+
+def test_each_report_is_logged_once_with_its_slowest_metrics(
+    tracing: Tracing, lib_logs: pytest.LogCaptureFixture
+) -> None:
+    """One [Performance] INFO line per finished request: operation, total ms, slowest metrics."""
+    with tracing.tracker.operation("chat_request"):
+        with tracing.tracker.track("fast"):
+            pass
+        with tracing.tracker.track("slow"):
+            time.sleep(0.01)
+    lines = [r.getMessage() for r in lib_logs.records if "[Performance]" in r.getMessage()]
+    assert len(lines) == 1
+    assert lines[0].startswith("[Performance] chat_request ")
+    assert "slowest: slow " in lines[0]
+    assert lines[0].index("slow") < lines[0].index("fast")
+
+
+def _unsampled_setup(report_unsampled: bool) -> Tracing:
+    setup = make_tracing()
+    sampler = ParentBased(TraceIdRatioBased(0.0))
+    provider = TracerProvider(
+        sampler=RecordUnsampled(sampler) if report_unsampled else sampler, shutdown_on_exit=False
+    )
+    provider.add_span_processor(setup.processor)
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    provider.add_span_processor(SimpleSpanProcessor(setup.exporter))
+    setup.tracker = PerformanceTracker(provider, setup.store)
+    return setup
+
+
+def test_unsampled_requests_are_reported_but_not_exported() -> None:
+    """With RecordUnsampled, a dropped trace still gets a report (sampled=False) and is not exported."""
+    setup = _unsampled_setup(report_unsampled=True)
+    with setup.tracker.operation("chat_request"), setup.tracker.track("m"):
+        pass
+    (report,) = setup.tracker.get_reports()
+    assert report["sampled"] is False
+    assert [m["name"] for m in report["metrics"]] == ["m"]
+    # SimpleSpanProcessor, like the batch processor, exports only sampled spans.
+    assert setup.exporter.get_finished_spans() == ()
+
+
+def test_without_record_unsampled_dropped_traces_have_no_report() -> None:
+    """The opt-out: a plain sampler's DROP means no span, so no report."""
+    setup = _unsampled_setup(report_unsampled=False)
+    with setup.tracker.operation("chat_request"):
+        pass
+    assert setup.tracker.get_reports() == []
+
+
+def test_a_non_recording_remote_parent_does_not_confuse_grouping(tracing: Tracing) -> None:
+    """An unsampled remote parent still yields one report for the local root under it."""
+    parent = NonRecordingSpan(SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=TraceFlags(0)))
+    ctx = trace.set_span_in_context(parent)
+    provider = TracerProvider(sampler=RecordUnsampled(ParentBased(ALWAYS_OFF)), shutdown_on_exit=False)
+    provider.add_span_processor(tracing.processor)
+    tracker = PerformanceTracker(provider, tracing.store)
+    token = context_api.attach(ctx)
+    try:
+        with tracker.track("server"), tracker.track("inner"):
+            pass
+    finally:
+        context_api.detach(token)
+    (report,) = tracker.get_reports()
+    assert report["trace_id"] == f"{0xABC:032x}"
+    assert [m["name"] for m in report["metrics"]] == ["inner"]
+
+
+def test_processor_rejects_invalid_bounds() -> None:
+    """Invalid explicit arguments raise."""
+    with pytest.raises(ValueError, match="max_pending_traces"):
+        ReportProcessor(max_pending_traces=0)
+    with pytest.raises(ValueError, match="greater than 0"):
+        ReportProcessor(pending_timeout_s=0)
+
+
+def test_a_trace_with_no_metric_and_no_server_span_makes_no_report(tracing: Tracing) -> None:
+    """A bare client span of another library outside any request is counted, not reported."""
+    other = tracing.provider.get_tracer("opentelemetry.instrumentation.httpx")
+    with other.start_as_current_span("GET", kind=trace.SpanKind.CLIENT):
+        pass
+    with other.start_as_current_span("POST /hook", kind=trace.SpanKind.SERVER):
+        pass
+    with other.start_as_current_span("job"), tracing.tracker.track("step"):
+        pass
+    assert [r["operation"] for r in tracing.tracker.get_reports()] == ["POST /hook", "job"]
+    assert tracing.processor.stats()["unreported_traces"] == 1
