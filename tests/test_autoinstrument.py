@@ -50,7 +50,12 @@ def test_reports_under_opentelemetry_instrument(tmp_path: Path) -> None:
         "OTEL_SERVICE_NAME": "auto-instrumented",
     }
     result = subprocess.run(
-        [launcher, sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=60, check=False
+        [launcher, sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     line = next(line for line in result.stdout.splitlines() if line.startswith("REPORTS="))
@@ -64,6 +69,8 @@ def test_without_the_launcher_nothing_is_attached(tmp_path: Path) -> None:
     """Plain python without configure_tracing records nothing: the hook only runs under the distro."""
     script = tmp_path / "app.py"
     script.write_text(APP)
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False
+    )
     assert result.returncode == 0, result.stderr
     assert "REPORTS=[]" in result.stdout

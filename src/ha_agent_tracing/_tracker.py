@@ -79,9 +79,8 @@ class Metric:
         span = self._span
         if span is None:
             return
-        if exc is not None and span.is_recording():
-            span.record_exception(exc)
-            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        if exc is not None:
+            self.record_error(exc)
         context_api.detach(self._token)  # type: ignore[arg-type]
         span.end()
 
@@ -95,6 +94,13 @@ class Metric:
             self._attributes[key] = converted
         else:
             span.set_attribute(key, converted)
+
+    def record_error(self, exc: BaseException) -> None:
+        """Mark the metric failed with ``exc`` without raising: for errors the code handles."""
+        span = self._span
+        if span is not None and span.is_recording():
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
 
     def update(self, metadata: Mapping[str, Any] | None = None, /, **more: Any) -> None:
         """Set several metadata values at once."""

@@ -1,0 +1,206 @@
+"""The reference agent service: a FastAPI app around :class:`ChatService`.
+
+``create_app()`` builds it from :class:`AgentSettings`. Tracing is not set up
+here: ``ha-agent-tracing serve`` calls ``configure_tracing(app)``, and tests
+and embedding applications do so with their own provider.
+
+With no OpenAI key and no base URL the app starts the embedded model on a
+free loopback port during its lifespan and points the real ``AsyncOpenAI``
+client at it, so the whole flow runs offline over real HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+from openai import AsyncOpenAI
+from pydantic import BaseModel, ConfigDict, Field
+
+from ha_agent_tracing._setup import get_tracker
+from ha_agent_tracing._tracker import PerformanceTracker
+from ha_agent_tracing.agent._background import BackgroundServer
+from ha_agent_tracing.agent._chat import ChatService, ModelError, RateLimited
+from ha_agent_tracing.agent._conversations import CONVERSATION_ID
+from ha_agent_tracing.agent._home import EmbeddedHome, Home, RestHome
+from ha_agent_tracing.agent._model_server import create_model_app
+from ha_agent_tracing.agent._rate_limit import RateLimiter
+from ha_agent_tracing.agent._reports_api import reports_router
+from ha_agent_tracing.agent._settings import AgentSettings, load_agent_settings
+
+__all__ = ["ChatRequest", "ChatResponse", "create_app"]
+
+logger = logging.getLogger("ha_agent_tracing.agent")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class ChatRequest(BaseModel):
+    """``POST /api/v1/chat`` body."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    message: Annotated[str, Field(min_length=1, description="the user's message")]
+    conversation_id: Annotated[
+        str | None,
+        Field(default=None, pattern=CONVERSATION_ID.pattern, description="continue this conversation"),
+    ] = None
+
+
+class ChatResponse(BaseModel):
+    """``POST /api/v1/chat`` answer."""
+
+    conversation_id: str
+    message: str
+    tool_calls: list[dict[str, Any]]
+    iterations: int
+    tokens_used: int
+    response_time_ms: float
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """Answers 413 to request bodies over ``max_bytes``, declared or streamed, before parsing them."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None:
+            try:
+                too_large = int(declared) > self.max_bytes
+            except ValueError:
+                await self._reject(send, 400, "Content-Length is not a number")
+                return
+            if too_large:
+                await self._reject(send, 413, f"request body over {self.max_bytes} bytes")
+                return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if not started:
+                await self._reject(send, 413, f"request body over {self.max_bytes} bytes")
+
+    @staticmethod
+    async def _reject(send: Send, status: int, detail: str) -> None:
+        body = JSONResponse({"detail": detail}).body
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def create_app(
+    settings: AgentSettings | None = None,
+    *,
+    tracker: PerformanceTracker | None = None,
+    home: Home | None = None,
+) -> FastAPI:
+    """The agent service. ``settings`` default to the environment; ``tracker`` to ``get_tracker()``."""
+    settings = settings or load_agent_settings()
+    tracker = tracker or get_tracker()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        model_server: BackgroundServer | None = None
+        if settings.embedded_model:
+            model_server = BackgroundServer(create_model_app(settings.model_latency_ms)).start()
+            client = AsyncOpenAI(
+                api_key="embedded-model", base_url=f"{model_server.url}/v1", timeout=settings.openai_timeout_s
+            )
+            logger.info("no OPENAI_API_KEY: using the embedded model at %s", model_server.url)
+        else:
+            client = AsyncOpenAI(
+                api_key=settings.openai_api_key or "not-needed",
+                base_url=settings.openai_base_url,
+                timeout=settings.openai_timeout_s,
+            )
+        used_home = home
+        if used_home is None:
+            used_home = (
+                RestHome(settings.ha_url, settings.ha_token)
+                if settings.ha_url and settings.ha_token
+                else EmbeddedHome(latency_s=settings.home_latency_ms / 1000)
+            )
+        app.state.chat = ChatService(settings, tracker, used_home, client)
+        app.state.model_url = model_server.url if model_server else settings.openai_base_url or "OpenAI API"
+        try:
+            yield
+        finally:
+            await client.close()
+            if home is None:
+                await used_home.aclose()
+            if model_server is not None:
+                model_server.stop()
+
+    app = FastAPI(title="Home Assistant agent (reference service)", lifespan=lifespan)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+
+    @app.post("/api/v1/chat", response_model=ChatResponse)
+    async def chat(body: ChatRequest, request: Request) -> Any:
+        """Answer a chat message."""
+        if len(body.message) > settings.max_message_chars:
+            raise HTTPException(
+                413,
+                f"message is {len(body.message)} characters; at most {settings.max_message_chars} are accepted",
+            )
+        if not body.message.strip():
+            raise HTTPException(422, "message must not be blank")
+        service: ChatService = request.app.state.chat
+        client = request.client.host if request.client else "unknown"
+        try:
+            result = await service.chat(body.message, body.conversation_id, client)
+        except RateLimited as exc:
+            return JSONResponse(
+                {"detail": str(exc)},
+                status_code=429,
+                headers={"Retry-After": RateLimiter.retry_after_header(exc.retry_after_s)},
+            )
+        except ModelError as exc:
+            raise HTTPException(502, str(exc)) from exc
+        return ChatResponse(**result.__dict__)
+
+    @app.get("/health")
+    async def health(request: Request) -> dict[str, str]:
+        """Liveness: the service answers."""
+        return {"status": "ok", "model": str(getattr(request.app.state, "model_url", "starting"))}
+
+    if settings.reports_api == "on":
+        if not settings.api_token and not settings.api_allow_loopback:
+            logger.warning(
+                "HA_AGENT_TRACING_REPORTS_API=on without HA_AGENT_TRACING_API_TOKEN: the performance "
+                "endpoints will answer 503 until a token is set"
+            )
+        app.include_router(reports_router(settings, tracker))
+    return app

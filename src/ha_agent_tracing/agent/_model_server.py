@@ -1,0 +1,303 @@
+"""An embedded, deterministic, OpenAI-compatible chat model for offline runs.
+
+``POST /v1/chat/completions`` answers like the OpenAI API: tool calls (several
+in one turn when the user asks for several things), token usage, and
+server-sent-event streaming with ``stream_options.include_usage``. Answers
+depend only on the request, so tests can predict them:
+
+* "turn off the kitchen light" → ``call_service(light, turn_off, light.kitchen)``
+* "what's the temperature" → ``get_entity_states(domain=sensor)``
+* "... and ..." → one tool call per clause, in one turn
+* "when the sun sets turn on the porch light" → ``preview_automation``
+* after tool results → a sentence per result, errors included
+
+Entities are resolved from the entity list in the system message, the way a
+real model reads its context. ``latency_ms`` adds a fixed delay per call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from ha_agent_tracing.agent._tokens import count_message_tokens, get_counter
+
+__all__ = ["create_model_app", "decide"]
+
+_ENTITY_LINE = re.compile(r"^- (?P<id>[a-z_]+\.[a-z0-9_]+) \((?P<name>[^)]*)\)", re.MULTILINE)
+_CONFIRM = re.compile(r"^\s*(yes|confirm|create it|do it|ok)\b", re.IGNORECASE)
+_SERVICE_WORDS = {
+    "turn on": "turn_on",
+    "switch on": "turn_on",
+    "turn off": "turn_off",
+    "switch off": "turn_off",
+    "toggle": "toggle",
+    "open": "open_cover",
+    "close": "close_cover",
+    "unlock": "unlock",
+    "lock": "lock",
+}
+_DOMAIN_WORDS = {"light": "light", "lamp": "light", "fan": "fan", "door": "cover", "garage": "cover"}
+
+
+def _entities(messages: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    system = next((m.get("content") or "" for m in messages if m.get("role") == "system"), "")
+    return [(m["id"], m["name"].lower()) for m in _ENTITY_LINE.finditer(system)]
+
+
+def _resolve(clause: str, entities: list[tuple[str, str]], service: str) -> str:
+    """The entity a clause names: by friendly name, else a guess from 'the <name> <device>'."""
+    words = set(re.findall(r"[a-z0-9]+", clause))
+    wanted_domains = {"lock"} if service in ("lock", "unlock") else set()
+    best_id, best_len = "", 0
+    for entity_id, name in entities:
+        if wanted_domains and entity_id.split(".", 1)[0] not in wanted_domains:
+            continue
+        # The longest friendly name whose words all appear wins ("living room light" over "light").
+        if name and set(name.split()) <= words and len(name) > best_len:
+            best_id, best_len = entity_id, len(name)
+    if best_id:
+        return best_id
+    match = re.search(r"the ([a-z0-9 ]+?) (light|lamp|fan|door)\b", clause)
+    if match:
+        return f"{_DOMAIN_WORDS[match.group(2)]}.{match.group(1).strip().replace(' ', '_')}"
+    return "light.unknown"
+
+
+def _clause_call(clause: str, entities: list[tuple[str, str]]) -> tuple[str, dict[str, Any]] | None:
+    text = clause.lower().strip()
+    if re.search(r"\b(when|every|whenever|at sunset|at sunrise|automation)\b", text):
+        trigger = re.search(r"(when|whenever|every|at) ([^,]+?)(,| turn| switch| then|$)", text)
+        action = re.search(r"((turn|switch) (on|off) .+)$", text)
+        return "preview_automation", {
+            "alias": clause.strip()[:60],
+            "trigger": trigger.group(2).strip() if trigger else text,
+            "action": action.group(1).strip() if action else text,
+        }
+    for words, service in _SERVICE_WORDS.items():
+        if re.search(rf"\b{words}\b", text):
+            entity_id = _resolve(text, entities, service)
+            return "call_service", {
+                "domain": entity_id.split(".", 1)[0],
+                "service": service,
+                "entity_id": entity_id,
+            }
+    if re.search(r"\b(temperature|warm|cold|humid)", text):
+        return "get_entity_states", {"domain": "sensor"}
+    if re.search(r"\b(lights?|lamps?)\b", text) and re.search(r"\b(which|what|status|are|is|any)\b", text):
+        return "get_entity_states", {"domain": "light"}
+    if re.search(r"\b(status|state|devices|everything)\b", text):
+        return "get_entity_states", {}
+    return None
+
+
+def _describe_result(name: str, content: str) -> str:
+    try:
+        result = json.loads(content)
+    except json.JSONDecodeError:
+        return f"The {name} tool answered something I could not read."
+    if isinstance(result, dict) and "error" in result:
+        return f"I could not do that: {result['error']}."
+    if isinstance(result, dict) and "changed" in result:
+        return " ".join(
+            f"{s.get('friendly_name', s['entity_id'])} is now {s['state']}." for s in result["changed"]
+        )
+    if isinstance(result, dict) and "preview" in result:
+        p = result["preview"]
+        return (
+            f"Here is a draft automation '{p['alias']}': when {p['trigger']}, {p['action']}. "
+            "Reply 'confirm' to create it."
+        )
+    if isinstance(result, list):
+        parts = [
+            f"{s.get('friendly_name', s['entity_id'])} is {s['state']}{s.get('unit_of_measurement', '')}"
+            for s in result
+        ]
+        return ("; ".join(parts) + ".") if parts else "I found no matching devices."
+    return "Done."
+
+
+def decide(messages: list[dict[str, Any]]) -> tuple[str | None, list[tuple[str, dict[str, Any]]]]:
+    """The model's answer: text, or the tool calls to make (name, arguments)."""
+    if not messages:
+        return "Hello! How can I help with your home?", []
+    last = messages[-1]
+    if last.get("role") == "tool":
+        names: dict[str, str] = {}
+        for message in messages:
+            for call in message.get("tool_calls") or ():
+                names[call["id"]] = call["function"]["name"]
+        results: list[str] = []
+        for message in reversed(messages):
+            if message.get("role") != "tool":
+                break
+            results.append(
+                _describe_result(names.get(message.get("tool_call_id", ""), "tool"), message["content"])
+            )
+        return " ".join(reversed(results)), []
+    text = str(last.get("content") or "")
+    system = next((m.get("content") or "" for m in messages if m.get("role") == "system"), "")
+    if _CONFIRM.match(text) and "confirmed the draft automation" in system:
+        alias = re.search(r'confirmed the draft automation "([^"]*)"', system)
+        return f"The automation '{alias.group(1) if alias else ''}' is created and active.", []
+    entities = _entities(messages)
+    calls = [call for clause in re.split(r"\band\b|;", text) if (call := _clause_call(clause, entities))]
+    if calls:
+        return None, calls
+    return (
+        "I can tell you the state of your devices, switch things on and off, and draft automations. "
+        "Try 'turn on the kitchen light'.",
+        [],
+    )
+
+
+def _call_id(messages: list[dict[str, Any]], index: int) -> str:
+    digest = hashlib.sha256(json.dumps(messages, sort_keys=True, default=str).encode()).hexdigest()
+    return f"call_{digest[:16]}_{index}"
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": "invalid_request_error"}}, status_code=status)
+
+
+def create_model_app(latency_ms: int = 25) -> FastAPI:
+    """The embedded model as an ASGI app (serve it with uvicorn)."""
+    app = FastAPI(title="embedded model", docs_url=None, redoc_url=None, openapi_url=None)
+    counter = get_counter()
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {"object": "list", "data": [{"id": "gpt-4o-mini", "object": "model", "owned_by": "embedded"}]}
+
+    @app.post("/v1/chat/completions", response_model=None)
+    async def completions(request: Request) -> JSONResponse | StreamingResponse:
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(400, "the request body is not JSON")
+        messages = body.get("messages") if isinstance(body, dict) else None
+        if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+            return _error(400, "'messages' must be a list of message objects")
+        model = str(body.get("model") or "gpt-4o-mini")
+        tools = body.get("tools") or []
+        content, calls = decide(messages)
+        tool_calls = [
+            {
+                "id": _call_id(messages, i),
+                "type": "function",
+                "function": {"name": name, "arguments": json.dumps(args)},
+            }
+            for i, (name, args) in enumerate(calls)
+        ]
+        prompt_tokens = count_message_tokens(messages, counter) + (
+            counter.count(json.dumps(tools)) if tools else 0
+        )
+        completion_tokens = counter.count(content or "") + sum(
+            counter.count(c["function"]["name"]) + counter.count(c["function"]["arguments"])
+            for c in tool_calls
+        )
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
+        finish = "tool_calls" if tool_calls else "stop"
+        ident = "chatcmpl-" + _call_id(messages, len(calls))[5:21]
+        created = int(time.time())
+        response_model = f"{model}-embedded"
+        if body.get("stream"):
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            return StreamingResponse(
+                _stream(
+                    ident,
+                    created,
+                    response_model,
+                    content,
+                    tool_calls,
+                    finish,
+                    usage,
+                    include_usage,
+                    latency_ms,
+                ),
+                media_type="text/event-stream",
+            )
+        await asyncio.sleep(latency_ms / 1000)
+        message: dict[str, Any] = {"role": "assistant", "content": content}
+        if tool_calls:
+            message["tool_calls"] = tool_calls
+        return JSONResponse(
+            {
+                "id": ident,
+                "object": "chat.completion",
+                "created": created,
+                "model": response_model,
+                "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+                "usage": usage,
+            }
+        )
+
+    return app
+
+
+async def _stream(
+    ident: str,
+    created: int,
+    model: str,
+    content: str | None,
+    tool_calls: list[dict[str, Any]],
+    finish: str,
+    usage: dict[str, int],
+    include_usage: bool,
+    latency_ms: int,
+) -> AsyncIterator[str]:
+    def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> str:
+        payload: dict[str, Any] = {
+            "id": ident,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}],
+        }
+        if include_usage:
+            payload["usage"] = None
+        return f"data: {json.dumps(payload)}\n\n"
+
+    await asyncio.sleep(latency_ms / 2000)
+    yield chunk({"role": "assistant", "content": ""})
+    pieces = re.findall(r"\S+\s*", content or "")
+    for piece in pieces:
+        await asyncio.sleep(latency_ms / 2000 / max(len(pieces), 1))
+        yield chunk({"content": piece})
+    for index, call in enumerate(tool_calls):
+        start = {
+            "index": index,
+            "id": call["id"],
+            "type": "function",
+            "function": {"name": call["function"]["name"], "arguments": ""},
+        }
+        yield chunk({"tool_calls": [start]})
+        arguments = call["function"]["arguments"]
+        for offset in range(0, len(arguments), 16):
+            yield chunk(
+                {"tool_calls": [{"index": index, "function": {"arguments": arguments[offset : offset + 16]}}]}
+            )
+    yield chunk({}, finish)
+    if include_usage:
+        final = {
+            "id": ident,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [],
+            "usage": usage,
+        }
+        yield f"data: {json.dumps(final)}\n\n"
+    yield "data: [DONE]\n\n"

@@ -1,0 +1,99 @@
+"""``/api/v1/performance/*``: the reports over HTTP, behind a bearer token.
+
+They expose internal data, so they are mounted only when
+``HA_AGENT_TRACING_REPORTS_API=on``, and then every call needs
+``Authorization: Bearer <HA_AGENT_TRACING_API_TOKEN>``. Plain loopback
+development may opt out with ``HA_AGENT_TRACING_API_ALLOW_LOOPBACK=true``:
+then clients on 127.0.0.0/8 or ::1 need no token. Enabled without a token
+and without that opt-out, the endpoints answer 503 saying what to set.
+These paths are never traced, so reading reports creates none.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+
+from ha_agent_tracing._setup import get_runtime
+from ha_agent_tracing._tracker import PerformanceTracker
+from ha_agent_tracing.agent._settings import AgentSettings
+
+__all__ = ["reports_router"]
+
+_TRACE_ID = re.compile(r"^[0-9a-fA-F]{32}$")
+
+
+def _is_loopback(host: str | None) -> bool:
+    try:
+        return host is not None and ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def reports_router(settings: AgentSettings, tracker: PerformanceTracker) -> APIRouter:
+    """The performance endpoints, guarded as ``settings`` say."""
+
+    def authorize(request: Request) -> None:
+        if settings.api_allow_loopback and _is_loopback(request.client.host if request.client else None):
+            return
+        if not settings.api_token:
+            raise HTTPException(
+                503,
+                "the performance endpoints need HA_AGENT_TRACING_API_TOKEN (or, on loopback only, "
+                "HA_AGENT_TRACING_API_ALLOW_LOOPBACK=true)",
+            )
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+        if not hmac.compare_digest(token.strip().encode(), settings.api_token.encode()):
+            raise HTTPException(
+                401, "invalid bearer token", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
+            )
+
+    router = APIRouter(prefix="/api/v1/performance", tags=["performance"], dependencies=[Depends(authorize)])
+
+    @router.get("/reports")
+    async def reports(
+        operation: str | None = None,
+        limit: Annotated[int | None, Query(ge=0, le=10_000)] = None,
+    ) -> dict[str, Any]:
+        """Stored reports, oldest first; ``limit`` keeps the newest N."""
+        found = tracker.store.reports(operation=operation, limit=limit)
+        return {"count": len(found), "reports": found}
+
+    @router.get("/reports/{trace_id}")
+    async def report(trace_id: str) -> dict[str, Any]:
+        """The report of one trace (32 hex digits)."""
+        if not _TRACE_ID.match(trace_id):
+            raise HTTPException(422, "trace_id must be 32 hexadecimal digits")
+        found = tracker.store.get(trace_id)
+        if found is None:
+            raise HTTPException(404, f"no report for trace {trace_id.lower()} (it may have been pushed out)")
+        return found
+
+    @router.get("/summary")
+    async def summary(operation: str | None = None) -> dict[str, Any]:
+        """Per operation: count, mean, p50, p95, p99 and max of the total and of each metric (ms)."""
+        return tracker.store.summary(operation)
+
+    @router.get("/export")
+    async def export() -> Response:
+        """Every stored report as a JSON file."""
+        return Response(
+            tracker.store.export(),
+            media_type="application/json",
+            headers={"Content-Disposition": 'attachment; filename="performance-reports.json"'},
+        )
+
+    @router.get("/stats")
+    async def stats() -> dict[str, Any]:
+        """The tracing pipeline's own counters: reports, dropped and exported spans."""
+        runtime = get_runtime()
+        return runtime.stats() if runtime is not None else {"enabled": False}
+
+    return router

@@ -1,0 +1,105 @@
+"""Settings of the reference agent service, in one table.
+
+Read with the same reader as the tracing settings (``_settings``): explicit
+argument, then environment, then default; a bad value warns and falls back.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from ha_agent_tracing._config import CAPTURE_MESSAGE_CONTENT
+from ha_agent_tracing._settings import (
+    Setting,
+    SettingsReader,
+    boolean,
+    choice,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    text,
+    url,
+)
+
+__all__ = ["AGENT_SETTINGS", "AgentSettings", "load_agent_settings"]
+
+AGENT_SETTINGS: tuple[Setting[Any], ...] = (
+    Setting("openai_api_key", ("OPENAI_API_KEY",), text, None,
+            "set: talk to the OpenAI API; unset (and no base URL): start the embedded model"),
+    Setting("openai_base_url", ("OPENAI_BASE_URL",), url, None, "an OpenAI-compatible endpoint"),
+    Setting("model", ("HA_AGENT_MODEL",), text, "gpt-4o-mini", "model name sent to the API"),
+    Setting("openai_timeout_s", ("HA_AGENT_OPENAI_TIMEOUT",), positive_float, 30.0,
+            "per model call, seconds"),
+    Setting("stream", ("HA_AGENT_STREAM",), boolean, False,
+            "`true`: ask the model for streamed responses (usage via `stream_options.include_usage`)"),
+    Setting("model_latency_ms", ("HA_AGENT_MODEL_LATENCY_MS",), non_negative_int, 25,
+            "latency of the embedded model per call, ms"),
+    Setting("home_latency_ms", ("HA_AGENT_HOME_LATENCY_MS",), non_negative_int, 10,
+            "latency of the embedded home per call, ms"),
+    Setting("ha_url", ("HA_URL",), url, None, "Home Assistant base URL; unset: the embedded in-memory home"),
+    Setting("ha_token", ("HA_TOKEN",), text, None, "Home Assistant long-lived access token"),
+    Setting("rate_limit", ("HA_AGENT_RATE_LIMIT",), positive_int, 30, "chat requests per client per window"),
+    Setting("rate_limit_window_s", ("HA_AGENT_RATE_LIMIT_WINDOW",), positive_float, 60.0,
+            "rate-limit window, seconds"),
+    Setting("max_iterations", ("HA_AGENT_MAX_ITERATIONS",), positive_int, 5,
+            "model calls per chat request at most"),
+    Setting("history_token_budget", ("HA_AGENT_HISTORY_TOKEN_BUDGET",), positive_int, 3000,
+            "tokens of conversation history sent to the model; older turns are left out"),
+    Setting("context_ttl_s", ("HA_AGENT_CONTEXT_TTL",), positive_float, 30.0,
+            "how long the Home Assistant context is cached, seconds"),
+    Setting("max_message_chars", ("HA_AGENT_MAX_MESSAGE_CHARS",), positive_int, 4000,
+            "longest chat message accepted (longer: 413)"),
+    Setting("max_body_bytes", ("HA_AGENT_MAX_BODY_BYTES",), positive_int, 65536,
+            "largest request body accepted (larger: 413)"),
+    Setting("reports_api", ("HA_AGENT_TRACING_REPORTS_API",), choice("off", "on"), "off",
+            "`on` serves /api/v1/performance/*"),
+    Setting("api_token", ("HA_AGENT_TRACING_API_TOKEN",), text, None,
+            "bearer token the performance endpoints require"),
+    Setting("api_allow_loopback", ("HA_AGENT_TRACING_API_ALLOW_LOOPBACK",), boolean, False,
+            "`true`: loopback clients may read the performance endpoints without a token (development)"),
+    CAPTURE_MESSAGE_CONTENT,
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """Resolved settings of the agent service; build with :func:`load_agent_settings`."""
+
+    openai_api_key: str | None
+    openai_base_url: str | None
+    model: str
+    openai_timeout_s: float
+    stream: bool
+    model_latency_ms: int
+    home_latency_ms: int
+    ha_url: str | None
+    ha_token: str | None
+    rate_limit: int
+    rate_limit_window_s: float
+    max_iterations: int
+    history_token_budget: int
+    context_ttl_s: float
+    max_message_chars: int
+    max_body_bytes: int
+    reports_api: str
+    api_token: str | None
+    api_allow_loopback: bool
+    capture_message_content: bool
+
+    @property
+    def embedded_model(self) -> bool:
+        """Whether the service runs its own offline model (no key and no base URL)."""
+        return self.openai_api_key is None and self.openai_base_url is None
+
+
+def load_agent_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> AgentSettings:
+    """Resolve the agent's settings: keyword override, then environment, then default."""
+    names = {f.name for f in fields(AgentSettings)}
+    unknown = set(overrides) - names
+    if unknown:
+        raise TypeError(f"unknown agent setting(s): {', '.join(sorted(unknown))}")
+    reader = SettingsReader(os.environ if environ is None else environ, overrides)
+    return AgentSettings(**{setting.name: reader.get(setting) for setting in AGENT_SETTINGS})
