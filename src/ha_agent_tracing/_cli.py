@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import secrets
 import sys
 import time
@@ -214,12 +213,15 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ha_agent_tracing import configure_tracing, shutdown_tracing
-    from ha_agent_tracing.agent import create_app
+    from ha_agent_tracing.agent import create_app, load_agent_settings
 
-    app = create_app()
+    settings = load_agent_settings()
+    app = create_app(settings)
     configure_tracing(app)
+    host = args.host or settings.host
+    port = args.port or settings.port
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+        uvicorn.run(app, host=host, port=port, log_level=args.log_level, access_log=False)
     finally:
         shutdown_tracing()
     return 0
@@ -232,8 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     serve_cmd = commands.add_parser("serve", help="run the reference agent service")
-    serve_cmd.add_argument("--host", default=os.environ.get("HA_AGENT_HOST", "127.0.0.1"))
-    serve_cmd.add_argument("--port", type=int, default=int(os.environ.get("HA_AGENT_PORT", "8000")))
+    serve_cmd.add_argument("--host", help="listen address (default: HA_AGENT_HOST, else 127.0.0.1)")
+    serve_cmd.add_argument("--port", type=int, help="listen port (default: HA_AGENT_PORT, else 8000)")
     serve_cmd.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     demo_cmd = commands.add_parser("demo", help="run the offline demo and print where the time goes")
     demo_cmd.add_argument("--latency-ms", type=int, default=40, help="embedded model latency per call")

@@ -266,6 +266,17 @@ def url(raw: str) -> str:
     return raw
 
 
+def _as_typed(value: object) -> str:
+    """A default as a user would type it in the environment."""
+    if value is None or value == {} or value == "":
+        return "unset"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, float) and value.is_integer():
+        return f"`{int(value)}`"
+    return f"`{value}`"
+
+
 def documented(settings: Iterable[Setting[Any]]) -> list[tuple[str, str, str]]:
     """Rows of (variables, default, meaning) for the README's settings table."""
-    return [(" / ".join(s.env), _describe(s.default), s.doc) for s in settings]
+    return [(" / ".join(s.env), _as_typed(s.default), s.doc) for s in settings]

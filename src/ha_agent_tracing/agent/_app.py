@@ -65,12 +65,12 @@ class ChatResponse(BaseModel):
     response_time_ms: float
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
 class BodyLimit:
-    """Answers 413 to request bodies over ``max_bytes``, declared or streamed, before parsing them."""
+    """Answers 413 to request bodies over ``max_bytes``, declared or streamed, before the app runs.
+
+    The body is read here (at most ``max_bytes`` of it) and replayed to the
+    app, so an oversized chunked upload is refused without being parsed.
+    """
 
     def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], max_bytes: int) -> None:
         self.app = app
@@ -90,28 +90,22 @@ class BodyLimit:
             if too_large:
                 await self._reject(send, 413, f"request body over {self.max_bytes} bytes")
                 return
-        received = 0
-        started = False
-
-        async def limited_receive() -> Message:
-            nonlocal received
+        chunks: list[bytes] = []
+        size = 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _BodyTooLarge
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLarge:
-            if not started:
+            if message["type"] != "http.request":
+                await self.app(scope, _replay([message], receive), send)
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
                 await self._reject(send, 413, f"request body over {self.max_bytes} bytes")
+                return
+            if not message.get("more_body", False):
+                break
+        body = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        await self.app(scope, _replay([body], receive), send)
 
     @staticmethod
     async def _reject(send: Send, status: int, detail: str) -> None:
@@ -119,6 +113,17 @@ class BodyLimit:
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    pending = list(messages)
+
+    async def replayed() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replayed
 
 
 def create_app(
@@ -170,11 +175,10 @@ def create_app(
     @app.post("/api/v1/chat", response_model=ChatResponse)
     async def chat(body: ChatRequest, request: Request) -> Any:
         """Answer a chat message."""
-        if len(body.message) > settings.max_message_chars:
-            raise HTTPException(
-                413,
-                f"message is {len(body.message)} characters; at most {settings.max_message_chars} are accepted",
-            )
+        limit = settings.max_message_chars
+        if len(body.message) > limit:
+            detail = f"message is {len(body.message)} characters; at most {limit} are accepted"
+            raise HTTPException(413, detail)
         if not body.message.strip():
             raise HTTPException(422, "message must not be blank")
         service: ChatService = request.app.state.chat

@@ -27,6 +27,9 @@ from ha_agent_tracing._settings import (
 __all__ = ["AGENT_SETTINGS", "AgentSettings", "load_agent_settings"]
 
 AGENT_SETTINGS: tuple[Setting[Any], ...] = (
+    Setting("host", ("HA_AGENT_HOST",), text, "127.0.0.1",
+            "address `serve` listens on (`0.0.0.0` in a container)"),
+    Setting("port", ("HA_AGENT_PORT",), positive_int, 8000, "port `serve` listens on"),
     Setting("openai_api_key", ("OPENAI_API_KEY",), text, None,
             "set: talk to the OpenAI API; unset (and no base URL): start the embedded model"),
     Setting("openai_base_url", ("OPENAI_BASE_URL",), url, None, "an OpenAI-compatible endpoint"),
@@ -68,6 +71,8 @@ AGENT_SETTINGS: tuple[Setting[Any], ...] = (
 class AgentSettings:
     """Resolved settings of the agent service; build with :func:`load_agent_settings`."""
 
+    host: str
+    port: int
     openai_api_key: str | None
     openai_base_url: str | None
     model: str

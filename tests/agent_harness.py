@@ -1,0 +1,81 @@
+"""A running agent service on loopback, with its own tracer provider, for tests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from ha_agent_tracing import TracingRuntime, configure_tracing, get_tracker, shutdown_tracing
+from ha_agent_tracing.agent import create_app, load_agent_settings
+from ha_agent_tracing.agent._background import BackgroundServer
+
+TOKEN = "test-token-0123456789"
+
+
+@dataclass
+class Agent:
+    """The service under test: its URL, spans and reports."""
+
+    url: str
+    exporter: InMemorySpanExporter
+    runtime: TracingRuntime
+    app: Any
+
+    def chat(self, message: str, conversation_id: str | None = None, **kwargs: Any) -> httpx.Response:
+        body: dict[str, Any] = {"message": message}
+        if conversation_id is not None:
+            body["conversation_id"] = conversation_id
+        return httpx.post(f"{self.url}/api/v1/chat", json=body, timeout=30, **kwargs)
+
+    def api(self, path: str, token: str | None = TOKEN) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.get(f"{self.url}/api/v1/performance{path}", headers=headers, timeout=10)
+
+    def reports(self, expected: int | None = None, timeout_s: float = 5.0) -> list[dict[str, Any]]:
+        """The chat_request reports, waiting until ``expected`` exist and their background spans landed."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            found = get_tracker().get_reports_for_operation("chat_request")
+            if expected is None or len(found) >= expected:
+                time.sleep(0.05)
+                return get_tracker().get_reports_for_operation("chat_request")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"expected {expected} reports, found {len(found)}")
+            time.sleep(0.01)
+
+    def spans(self, name: str | None = None) -> list[ReadableSpan]:
+        return [s for s in self.exporter.get_finished_spans() if name is None or s.name == name]
+
+
+@contextmanager
+def running_agent(**overrides: Any) -> Iterator[Agent]:
+    """Start the service (and its embedded model) with ``overrides`` of its settings."""
+    options: dict[str, Any] = {
+        "model_latency_ms": 5,
+        "home_latency_ms": 20,
+        "reports_api": "on",
+        "api_token": TOKEN,
+    }
+    options.update(overrides)
+    tracing = options.pop("tracing", {})
+    settings = load_agent_settings({}, **options)
+    provider = TracerProvider(shutdown_on_exit=False)
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    app = create_app(settings)
+    runtime = configure_tracing(app, tracer_provider=provider, **{"exporters": "none", **tracing})
+    try:
+        with BackgroundServer(app) as server:
+            yield Agent(server.url, exporter, runtime, app)
+    finally:
+        shutdown_tracing()
+        get_tracker().clear_reports()
+        provider.shutdown()

@@ -1,0 +1,68 @@
+"""The ``ha-agent-tracing`` command: the offline demo end to end."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from ha_agent_tracing.agent._app import ChatResponse
+
+METRICS = [
+    "openai_api_call",
+    "tool_execution",
+    "message_assembly",
+    "context_refresh",
+    "rate_limit_check",
+    "conversation_management",
+    "pending_preview_check",
+    "token_count_retrieval",
+]
+
+
+def test_demo_prints_the_metric_table_from_real_requests() -> None:
+    """`ha-agent-tracing demo` runs offline, answers every message, refuses one, prints each metric."""
+    command = shutil.which("ha-agent-tracing", path=str(Path(sys.executable).parent))
+    assert command is not None
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OPENAI_", "HA_"))}
+    result = subprocess.run(
+        [command, "demo", "--latency-ms", "5"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "[17/17] 429" in out or " 429 " in out
+    assert "16 answered, 1 rate limited" in out
+    table = out.split("Where the time of a chat request goes")[1]
+    for name in METRICS:
+        assert f"\n{name} " in table, name
+    assert "chat_request (total)" in table
+    assert "1 failed" in out, "the demo shows a failing tool"
+    assert "2 tool call(s)" in out, "the demo shows two tools in one turn"
+    assert set(ChatResponse.model_fields) == {
+        "conversation_id",
+        "message",
+        "tool_calls",
+        "iterations",
+        "tokens_used",
+        "response_time_ms",
+    }
+
+
+def test_unknown_command_is_a_usage_error() -> None:
+    """A typo exits 2 with usage, not a traceback."""
+    result = subprocess.run(
+        [sys.executable, "-m", "ha_agent_tracing._cli", "deom"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "invalid choice" in result.stderr
