@@ -1,0 +1,171 @@
+"""Structural checks of collector-config.yaml and docker-compose.yml.
+
+No Docker engine or collector binary runs here, so the files are checked by
+construction: every component a pipeline names is defined under its current
+(non-deprecated) name, and the ports and endpoints that tie the service, the
+collector and Jaeger together agree. Each check returns a list of problems;
+an empty list means the file is consistent.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+CURRENT = {
+    "receivers": {"otlp"},
+    "processors": {"memory_limiter", "batch", "tail_sampling"},
+    "exporters": {"otlp_grpc", "otlp_http", "debug", "load_balancing"},
+    "extensions": {"health_check"},
+}
+DEPRECATED = {
+    "otlp": "otlp_grpc",  # as an exporter
+    "otlphttp": "otlp_http",
+    "loadbalancing": "load_balancing",
+    "spanmetrics": "span_metrics",
+    "logging": "debug",
+    "memorylimiter": "memory_limiter",
+    "tailsampling": "tail_sampling",
+    "healthcheck": "health_check",
+}
+_ENV_DEFAULT = re.compile(r"\$\{env:[A-Z_]+:-([^}]*)\}")
+
+
+def load(name: str) -> dict[str, Any]:
+    return yaml.safe_load((ROOT / name).read_text())
+
+
+def commented_block(text: str, name: str) -> dict[str, Any]:
+    """A YAML document kept in comments between ``# BEGIN name`` and ``# END name``."""
+    match = re.search(rf"^# BEGIN {name}\n(.*?)^# END {name}$", text, re.S | re.M)
+    if match is None:
+        raise AssertionError(f"no commented block {name!r}")
+    lines = [line[2:] if line.startswith("# ") else line.lstrip("#") for line in match.group(1).splitlines()]
+    return yaml.safe_load("\n".join(lines))
+
+
+def resolve_default(value: str) -> str:
+    """``${env:X:-default}`` → ``default`` (the value compose-less runs get)."""
+    return _ENV_DEFAULT.sub(lambda m: m.group(1), value)
+
+
+def _type(component_id: str) -> str:
+    return component_id.split("/", 1)[0]
+
+
+def collector_problems(config: dict[str, Any]) -> list[str]:
+    """What is wrong with one collector configuration."""
+    problems: list[str] = []
+    pipelines = (config.get("service") or {}).get("pipelines") or {}
+    if not pipelines:
+        problems.append("service.pipelines is empty")
+    for section in ("receivers", "processors", "exporters", "extensions"):
+        for component in config.get(section) or {}:
+            kind = _type(component)
+            if kind not in CURRENT[section]:
+                hint = f" (use {DEPRECATED[kind]!r})" if kind in DEPRECATED else ""
+                problems.append(f"{section}: {component!r} is not a current component name{hint}")
+    for extension in (config.get("service") or {}).get("extensions") or []:
+        if extension not in (config.get("extensions") or {}):
+            problems.append(f"service.extensions names {extension!r}, which is not defined")
+    for name, pipeline in pipelines.items():
+        for section in ("receivers", "processors", "exporters"):
+            for component in pipeline.get(section) or []:
+                if component not in (config.get(section) or {}):
+                    problems.append(f"pipeline {name} names {section[:-1]} {component!r}, which is not defined")
+        processors = pipeline.get("processors") or []
+        if not processors or processors[0] != "memory_limiter":
+            problems.append(f"pipeline {name}: memory_limiter must come first")
+        if "batch" in processors and processors.index("batch") != len(processors) - 1:
+            problems.append(f"pipeline {name}: batch must come last")
+        if not pipeline.get("receivers") or not pipeline.get("exporters"):
+            problems.append(f"pipeline {name} needs receivers and exporters")
+    http = (((config.get("receivers") or {}).get("otlp") or {}).get("protocols") or {}).get("http") or {}
+    origins = (http.get("cors") or {}).get("allowed_origins")
+    if http and not origins:
+        problems.append("the OTLP/HTTP receiver has no CORS allowed_origins")
+    if origins and any("*" in resolve_default(str(o)) for o in origins):
+        problems.append("CORS must name origins, not '*'")
+    return problems
+
+
+def receiver_port(config: dict[str, Any], protocol: str) -> int:
+    endpoint = config["receivers"]["otlp"]["protocols"][protocol]["endpoint"]
+    return int(resolve_default(endpoint).rsplit(":", 1)[1])
+
+
+def _container_ports(service: dict[str, Any]) -> set[int]:
+    return {int(str(p).rsplit(":", 1)[1]) for p in service.get("ports") or []}
+
+
+def compose_problems(compose: dict[str, Any], collector: dict[str, Any], dockerfile: str) -> list[str]:
+    """What does not fit together between the compose file, the collector config and the Dockerfile."""
+    from ha_agent_tracing._config import SETTINGS
+    from ha_agent_tracing.agent._settings import AGENT_SETTINGS
+
+    problems: list[str] = []
+    services: dict[str, Any] = compose.get("services") or {}
+    for name in ("jaeger", "otel-collector", "agent"):
+        if name not in services:
+            problems.append(f"service {name!r} is missing")
+    if problems:
+        return problems
+    for name, service in services.items():
+        image = service.get("image")
+        if image is not None and (":" not in image.rsplit("/", 1)[-1] or image.endswith(":latest")):
+            problems.append(f"{name}: image {image!r} is not pinned to a version")
+        for dependency, rule in (service.get("depends_on") or {}).items():
+            if dependency not in services:
+                problems.append(f"{name} depends on {dependency!r}, which is not a service")
+            elif rule.get("condition") == "service_healthy" and "healthcheck" not in services[dependency]:
+                problems.append(f"{name} waits for {dependency} to be healthy, but it has no healthcheck")
+
+    jaeger, otelcol, agent = services["jaeger"], services["otel-collector"], services["agent"]
+    if 16686 not in _container_ports(jaeger):
+        problems.append("the Jaeger UI (16686) is not published")
+
+    config_arg = next((a for a in otelcol.get("command") or [] if str(a).startswith("--config=")), None)
+    mounts = {str(v).split(":")[1]: str(v).split(":")[0] for v in otelcol.get("volumes") or []}
+    if config_arg is None or mounts.get(config_arg.removeprefix("--config=")) != "./collector-config.yaml":
+        problems.append("the collector's --config is not ./collector-config.yaml mounted at that path")
+
+    published = _container_ports(otelcol)
+    for protocol in ("grpc", "http"):
+        if receiver_port(collector, protocol) not in published:
+            problems.append(f"the collector's OTLP/{protocol} port is not published")
+    health = int(resolve_default(collector["extensions"]["health_check"]["endpoint"]).rsplit(":", 1)[1])
+    if health not in published:
+        problems.append("the collector's health_check port is not published")
+
+    jaeger_endpoint = (otelcol.get("environment") or {}).get("JAEGER_OTLP_ENDPOINT") or resolve_default(
+        collector["exporters"]["otlp_grpc/jaeger"]["endpoint"]
+    )
+    host, _, port = str(jaeger_endpoint).rpartition(":")
+    if host not in services or port != "4317":
+        problems.append(f"JAEGER_OTLP_ENDPOINT {jaeger_endpoint!r} is not Jaeger's OTLP/gRPC port on a service")
+
+    env = {k: str(v) for k, v in (agent.get("environment") or {}).items()}
+    known = {var for setting in (*SETTINGS, *AGENT_SETTINGS) for var in setting.env}
+    for var in env:
+        if var.startswith(("OTEL_", "HA_AGENT_")) and var not in known:
+            problems.append(f"agent sets {var}, which the service does not read")
+    endpoint = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+    match = re.match(r"^https?://([^:/]+):(\d+)", endpoint)
+    protocol = "grpc" if env.get("OTEL_EXPORTER_OTLP_PROTOCOL") == "grpc" else "http"
+    if match is None or match.group(1) != "otel-collector":
+        problems.append(f"the agent exports to {endpoint!r}, not the otel-collector service")
+    elif int(match.group(2)) != receiver_port(collector, protocol):
+        problems.append(f"the agent exports OTLP/{protocol} to port {match.group(2)}, the collector listens elsewhere")
+
+    agent_port = int(env.get("HA_AGENT_PORT", "8000"))
+    exposed = {int(p) for p in re.findall(r"^EXPOSE (\d+)", dockerfile, re.M)}
+    if agent_port not in exposed or agent_port not in _container_ports(agent):
+        problems.append(f"HA_AGENT_PORT {agent_port} is not the Dockerfile's EXPOSE and the published port")
+    if (agent.get("build") or {}).get("dockerfile", "Dockerfile") != "Dockerfile":
+        problems.append("the agent is not built from ./Dockerfile")
+    return problems

@@ -1,0 +1,150 @@
+"""collector-config.yaml, docker-compose.yml and the Dockerfile, validated without Docker.
+
+A broken edit to either file must fail here: each check is shown to catch a
+typical mistake on a mutated copy.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from .deploy_checks import ROOT, collector_problems, commented_block, compose_problems, load
+
+COLLECTOR_TEXT = (ROOT / "collector-config.yaml").read_text()
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+
+
+def dclint() -> str:
+    """The dclint binary that scripts/test installs (or DCLINT); a missing one fails, never skips."""
+    found = os.environ.get("DCLINT") or shutil.which("dclint", path=str(ROOT / ".tools" / "node_modules" / ".bin"))
+    assert found, "dclint is not installed: run ./scripts/test, which installs it with npm into .tools/"
+    return found
+
+
+def run_dclint(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([dclint(), str(path)], capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_the_compose_file_passes_dclint_against_the_current_schema() -> None:
+    """dclint (schema and best practices) reports nothing."""
+    result = run_dclint(ROOT / "docker-compose.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda c: c["services"]["jaeger"].update({"restart_policy": "always"}), "invalid-schema"),
+        (lambda c: c["services"]["agent"].update({"ports": ["8000:8000"]}), "no-unbound-port-interfaces"),
+        (lambda c: c["services"]["otel-collector"]["depends_on"]["jaeger"].update({"condition": "eventually"}), "invalid-schema"),
+    ],
+)
+def test_dclint_catches_a_broken_compose_edit(tmp_path: Path, edit: Callable[[dict[str, Any]], None], expected: str) -> None:
+    """A schema violation or an unsafe port binding fails the lint."""
+    compose = load("docker-compose.yml")
+    edit(compose)
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text(yaml.safe_dump(compose, sort_keys=False))
+    result = run_dclint(broken)
+    assert result.returncode != 0
+    assert expected in result.stdout
+
+
+def test_the_collector_config_is_consistent() -> None:
+    """Every pipeline component is defined under a current name; memory_limiter first, batch last; CORS named."""
+    assert collector_problems(load("collector-config.yaml")) == []
+
+
+def test_the_collector_config_exports_to_jaeger_and_keeps_debug_off() -> None:
+    """The one pipeline goes to Jaeger over OTLP/gRPC; the debug exporter is defined but unused."""
+    config = load("collector-config.yaml")
+    (pipeline,) = config["service"]["pipelines"].values()
+    assert pipeline["exporters"] == ["otlp_grpc/jaeger"]
+    assert "debug" in config["exporters"]
+    assert config["exporters"]["otlp_grpc/jaeger"]["endpoint"] == "${env:JAEGER_OTLP_ENDPOINT:-jaeger:4317}"
+    assert "health_check" in config["service"]["extensions"]
+
+
+@pytest.mark.parametrize("tier", ["tier-1", "tier-2"])
+def test_the_scale_out_tiers_in_the_comments_are_valid_configs(tier: str) -> None:
+    """The commented load_balancing and tail_sampling tiers pass the same checks."""
+    config = commented_block(COLLECTOR_TEXT, tier)
+    assert collector_problems(config) == []
+    kinds = {name.split("/")[0] for name in [*config["exporters"], *config["processors"]]}
+    assert ("load_balancing" if tier == "tier-1" else "tail_sampling") in kinds
+    if tier == "tier-1":
+        assert config["exporters"]["load_balancing"]["routing_key"] == "traceID"
+    else:
+        policies = {p["type"] for p in config["processors"]["tail_sampling"]["policies"]}
+        assert {"status_code", "latency"} <= policies
+
+
+def _mutated(edit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    config = copy.deepcopy(load("collector-config.yaml"))
+    edit(config)
+    return config
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (lambda c: c["processors"].pop("batch"), "names processor 'batch', which is not defined"),
+        (lambda c: c["exporters"].update({"otlp/jaeger": c["exporters"].pop("otlp_grpc/jaeger")}), "use 'otlp_grpc'"),
+        (lambda c: c["service"]["pipelines"]["traces"].update({"processors": ["batch", "memory_limiter"]}), "memory_limiter must come first"),
+        (lambda c: c["service"]["pipelines"]["traces"]["exporters"].append("otlp_http/nowhere"), "not defined"),
+        (lambda c: c["receivers"]["otlp"]["protocols"]["http"]["cors"].update({"allowed_origins": ["*"]}), "not '*'"),
+        (lambda c: c["service"].update({"extensions": ["health_check", "pprof"]}), "'pprof', which is not defined"),
+    ],
+)
+def test_a_broken_collector_edit_is_caught(edit: Callable[[dict[str, Any]], None], problem: str) -> None:
+    """Undefined components, deprecated names, wrong processor order and open CORS are each reported."""
+    problems = collector_problems(_mutated(edit))
+    assert any(problem in p for p in problems), problems
+
+
+def test_compose_collector_and_dockerfile_agree() -> None:
+    """Ports, endpoints, mounts, pinned images and the agent's OTEL_* variables fit together."""
+    assert compose_problems(load("docker-compose.yml"), load("collector-config.yaml"), DOCKERFILE) == []
+
+
+def test_the_compose_stack_pins_the_documented_images() -> None:
+    """Jaeger v2 and the contrib collector at the pinned versions."""
+    services = load("docker-compose.yml")["services"]
+    assert services["jaeger"]["image"] == "cr.jaegertracing.io/jaegertracing/jaeger:2.20.0"
+    assert services["otel-collector"]["image"] == "otel/opentelemetry-collector-contrib:0.159.0"
+    assert "/status" in " ".join(services["jaeger"]["healthcheck"]["test"])
+
+
+def _compose_edit(edit: Callable[[dict[str, Any]], None]) -> list[str]:
+    compose = copy.deepcopy(load("docker-compose.yml"))
+    edit(compose)
+    return compose_problems(compose, load("collector-config.yaml"), DOCKERFILE)
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (lambda c: c["services"]["agent"]["environment"].update({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector:4318"}), "the collector listens elsewhere"),
+        (lambda c: c["services"]["agent"]["environment"].update({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4317"}), "not the otel-collector service"),
+        (lambda c: c["services"]["agent"]["environment"].update({"OTEL_EXPORTER_OTLP_ENDPIONT": "x"}), "does not read"),
+        (lambda c: c["services"]["otel-collector"]["environment"].update({"JAEGER_OTLP_ENDPOINT": "jaeger:4318"}), "JAEGER_OTLP_ENDPOINT"),
+        (lambda c: c["services"]["otel-collector"].update({"volumes": ["./other.yaml:/etc/otelcol-contrib/config.yaml:ro"]}), "--config"),
+        (lambda c: c["services"]["otel-collector"].update({"ports": ["127.0.0.1:4318:4318"]}), "OTLP/grpc port is not published"),
+        (lambda c: c["services"]["jaeger"].update({"image": "cr.jaegertracing.io/jaegertracing/jaeger:latest"}), "not pinned"),
+        (lambda c: c["services"]["jaeger"].pop("healthcheck"), "has no healthcheck"),
+        (lambda c: c["services"]["agent"]["environment"].update({"HA_AGENT_PORT": "9000"}), "EXPOSE"),
+    ],
+)
+def test_a_broken_compose_wiring_is_caught(edit: Callable[[dict[str, Any]], None], problem: str) -> None:
+    """Mismatched ports, misspelled variables, unpinned images and wrong mounts are each reported."""
+    problems = _compose_edit(edit)
+    assert any(problem in p for p in problems), problems
