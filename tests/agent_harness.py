@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from ha_agent_tracing import TracingRuntime, configure_tracing, get_tracker, shutdown_tracing
+from ha_agent_tracing import TracingRuntime, configure_tracing, get_tracker, load_config, shutdown_tracing
+from ha_agent_tracing._setup import build_provider
 from ha_agent_tracing.agent import create_app, load_agent_settings
 from ha_agent_tracing.agent._background import BackgroundServer
 
@@ -67,11 +68,14 @@ def running_agent(**overrides: Any) -> Iterator[Agent]:
     options.update(overrides)
     tracing = options.pop("tracing", {})
     settings = load_agent_settings({}, **options)
-    provider = TracerProvider(shutdown_on_exit=False)
+    tracing = {"exporters": "none", **tracing}
+    # The provider a deployment would get (resource, sampler, limits from the
+    # configuration), injected so that no test touches the global one.
+    provider = build_provider(load_config(**tracing))
     exporter = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     app = create_app(settings)
-    runtime = configure_tracing(app, tracer_provider=provider, **{"exporters": "none", **tracing})
+    runtime = configure_tracing(app, tracer_provider=provider, **tracing)
     try:
         with BackgroundServer(app) as server:
             yield Agent(server.url, exporter, runtime, app)

@@ -77,7 +77,9 @@ def collector_problems(config: dict[str, Any]) -> list[str]:
         for section in ("receivers", "processors", "exporters"):
             for component in pipeline.get(section) or []:
                 if component not in (config.get(section) or {}):
-                    problems.append(f"pipeline {name} names {section[:-1]} {component!r}, which is not defined")
+                    problems.append(
+                        f"pipeline {name} names {section[:-1]} {component!r}, which is not defined"
+                    )
         processors = pipeline.get("processors") or []
         if not processors or processors[0] != "memory_limiter":
             problems.append(f"pipeline {name}: memory_limiter must come first")
@@ -147,7 +149,9 @@ def compose_problems(compose: dict[str, Any], collector: dict[str, Any], dockerf
     )
     host, _, port = str(jaeger_endpoint).rpartition(":")
     if host not in services or port != "4317":
-        problems.append(f"JAEGER_OTLP_ENDPOINT {jaeger_endpoint!r} is not Jaeger's OTLP/gRPC port on a service")
+        problems.append(
+            f"JAEGER_OTLP_ENDPOINT {jaeger_endpoint!r} is not Jaeger's OTLP/gRPC port on a service"
+        )
 
     env = {k: str(v) for k, v in (agent.get("environment") or {}).items()}
     known = {var for setting in (*SETTINGS, *AGENT_SETTINGS) for var in setting.env}
@@ -160,7 +164,9 @@ def compose_problems(compose: dict[str, Any], collector: dict[str, Any], dockerf
     if match is None or match.group(1) != "otel-collector":
         problems.append(f"the agent exports to {endpoint!r}, not the otel-collector service")
     elif int(match.group(2)) != receiver_port(collector, protocol):
-        problems.append(f"the agent exports OTLP/{protocol} to port {match.group(2)}, the collector listens elsewhere")
+        problems.append(
+            f"the agent exports OTLP/{protocol} to port {match.group(2)}, the collector listens elsewhere"
+        )
 
     agent_port = int(env.get("HA_AGENT_PORT", "8000"))
     exposed = {int(p) for p in re.findall(r"^EXPOSE (\d+)", dockerfile, re.M)}

@@ -25,7 +25,9 @@ DOCKERFILE = (ROOT / "Dockerfile").read_text()
 
 def dclint() -> str:
     """The dclint binary that scripts/test installs (or DCLINT); a missing one fails, never skips."""
-    found = os.environ.get("DCLINT") or shutil.which("dclint", path=str(ROOT / ".tools" / "node_modules" / ".bin"))
+    found = os.environ.get("DCLINT") or shutil.which(
+        "dclint", path=str(ROOT / ".tools" / "node_modules" / ".bin")
+    )
     assert found, "dclint is not installed: run ./scripts/test, which installs it with npm into .tools/"
     return found
 
@@ -45,10 +47,17 @@ def test_the_compose_file_passes_dclint_against_the_current_schema() -> None:
     [
         (lambda c: c["services"]["jaeger"].update({"restart_policy": "always"}), "invalid-schema"),
         (lambda c: c["services"]["agent"].update({"ports": ["8000:8000"]}), "no-unbound-port-interfaces"),
-        (lambda c: c["services"]["otel-collector"]["depends_on"]["jaeger"].update({"condition": "eventually"}), "invalid-schema"),
+        (
+            lambda c: c["services"]["otel-collector"]["depends_on"]["jaeger"].update(
+                {"condition": "eventually"}
+            ),
+            "invalid-schema",
+        ),
     ],
 )
-def test_dclint_catches_a_broken_compose_edit(tmp_path: Path, edit: Callable[[dict[str, Any]], None], expected: str) -> None:
+def test_dclint_catches_a_broken_compose_edit(
+    tmp_path: Path, edit: Callable[[dict[str, Any]], None], expected: str
+) -> None:
     """A schema violation or an unsafe port binding fails the lint."""
     compose = load("docker-compose.yml")
     edit(compose)
@@ -98,11 +107,26 @@ def _mutated(edit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
     ("edit", "problem"),
     [
         (lambda c: c["processors"].pop("batch"), "names processor 'batch', which is not defined"),
-        (lambda c: c["exporters"].update({"otlp/jaeger": c["exporters"].pop("otlp_grpc/jaeger")}), "use 'otlp_grpc'"),
-        (lambda c: c["service"]["pipelines"]["traces"].update({"processors": ["batch", "memory_limiter"]}), "memory_limiter must come first"),
-        (lambda c: c["service"]["pipelines"]["traces"]["exporters"].append("otlp_http/nowhere"), "not defined"),
-        (lambda c: c["receivers"]["otlp"]["protocols"]["http"]["cors"].update({"allowed_origins": ["*"]}), "not '*'"),
-        (lambda c: c["service"].update({"extensions": ["health_check", "pprof"]}), "'pprof', which is not defined"),
+        (
+            lambda c: c["exporters"].update({"otlp/jaeger": c["exporters"].pop("otlp_grpc/jaeger")}),
+            "use 'otlp_grpc'",
+        ),
+        (
+            lambda c: c["service"]["pipelines"]["traces"].update({"processors": ["batch", "memory_limiter"]}),
+            "memory_limiter must come first",
+        ),
+        (
+            lambda c: c["service"]["pipelines"]["traces"]["exporters"].append("otlp_http/nowhere"),
+            "not defined",
+        ),
+        (
+            lambda c: c["receivers"]["otlp"]["protocols"]["http"]["cors"].update({"allowed_origins": ["*"]}),
+            "not '*'",
+        ),
+        (
+            lambda c: c["service"].update({"extensions": ["health_check", "pprof"]}),
+            "'pprof', which is not defined",
+        ),
     ],
 )
 def test_a_broken_collector_edit_is_caught(edit: Callable[[dict[str, Any]], None], problem: str) -> None:
@@ -133,13 +157,44 @@ def _compose_edit(edit: Callable[[dict[str, Any]], None]) -> list[str]:
 @pytest.mark.parametrize(
     ("edit", "problem"),
     [
-        (lambda c: c["services"]["agent"]["environment"].update({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector:4318"}), "the collector listens elsewhere"),
-        (lambda c: c["services"]["agent"]["environment"].update({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4317"}), "not the otel-collector service"),
-        (lambda c: c["services"]["agent"]["environment"].update({"OTEL_EXPORTER_OTLP_ENDPIONT": "x"}), "does not read"),
-        (lambda c: c["services"]["otel-collector"]["environment"].update({"JAEGER_OTLP_ENDPOINT": "jaeger:4318"}), "JAEGER_OTLP_ENDPOINT"),
-        (lambda c: c["services"]["otel-collector"].update({"volumes": ["./other.yaml:/etc/otelcol-contrib/config.yaml:ro"]}), "--config"),
-        (lambda c: c["services"]["otel-collector"].update({"ports": ["127.0.0.1:4318:4318"]}), "OTLP/grpc port is not published"),
-        (lambda c: c["services"]["jaeger"].update({"image": "cr.jaegertracing.io/jaegertracing/jaeger:latest"}), "not pinned"),
+        (
+            lambda c: c["services"]["agent"]["environment"].update(
+                {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector:4318"}
+            ),
+            "the collector listens elsewhere",
+        ),
+        (
+            lambda c: c["services"]["agent"]["environment"].update(
+                {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4317"}
+            ),
+            "not the otel-collector service",
+        ),
+        (
+            lambda c: c["services"]["agent"]["environment"].update({"OTEL_EXPORTER_OTLP_ENDPIONT": "x"}),
+            "does not read",
+        ),
+        (
+            lambda c: c["services"]["otel-collector"]["environment"].update(
+                {"JAEGER_OTLP_ENDPOINT": "jaeger:4318"}
+            ),
+            "JAEGER_OTLP_ENDPOINT",
+        ),
+        (
+            lambda c: c["services"]["otel-collector"].update(
+                {"volumes": ["./other.yaml:/etc/otelcol-contrib/config.yaml:ro"]}
+            ),
+            "--config",
+        ),
+        (
+            lambda c: c["services"]["otel-collector"].update({"ports": ["127.0.0.1:4318:4318"]}),
+            "OTLP/grpc port is not published",
+        ),
+        (
+            lambda c: c["services"]["jaeger"].update(
+                {"image": "cr.jaegertracing.io/jaegertracing/jaeger:latest"}
+            ),
+            "not pinned",
+        ),
         (lambda c: c["services"]["jaeger"].pop("healthcheck"), "has no healthcheck"),
         (lambda c: c["services"]["agent"]["environment"].update({"HA_AGENT_PORT": "9000"}), "EXPOSE"),
     ],

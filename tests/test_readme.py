@@ -16,14 +16,19 @@ README = (ROOT / "README.md").read_text()
 
 def test_every_variable_the_code_reads_is_in_the_readme() -> None:
     """Each variable of both settings tables appears in the README's tables."""
-    missing = [var for setting in (*SETTINGS, *AGENT_SETTINGS) for var in setting.env if f"`{var}`" not in README]
+    missing = [
+        var for setting in (*SETTINGS, *AGENT_SETTINGS) for var in setting.env if f"`{var}`" not in README
+    ]
     assert missing == []
 
 
 def test_the_readme_tables_match_the_generator() -> None:
     """The tables in the README are what scripts/settings_table.py prints now."""
     generated = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "settings_table.py")], capture_output=True, text=True, check=True
+        [sys.executable, str(ROOT / "scripts" / "settings_table.py")],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     rows = [line for line in generated.splitlines() if line.startswith("| `")]
     assert rows

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from typing import Any
 
 import pytest
 
@@ -12,8 +13,8 @@ from ha_agent_tracing._store import percentile
 
 
 def report(
-    n: int, operation: str = "chat_request", total: float = 1.0, metrics: list[tuple[str, float]] = ()
-) -> dict:  # type: ignore[assignment]
+    n: int, operation: str = "chat_request", total: float = 1.0, metrics: tuple[tuple[str, float], ...] = ()
+) -> dict[str, Any]:
     return {
         "operation": operation,
         "total_duration": total,
@@ -72,7 +73,7 @@ def test_queries_filter_limit_and_return_copies() -> None:
 def test_export_is_a_json_array_of_the_reports() -> None:
     """export() round-trips through JSON."""
     store = ReportStore()
-    store.put(report(1, metrics=[("m", 2.0)]))
+    store.put(report(1, metrics=(("m", 2.0),)))
     assert json.loads(store.export()) == store.reports()
 
 
@@ -97,7 +98,7 @@ def test_percentiles_interpolate_between_ranks() -> None:
 def test_summary_per_operation_and_metric() -> None:
     """count, mean, p50, p95, p99 and max of totals and of each metric name."""
     reports = [
-        report(n, total=float(n), metrics=[("openai_api_call", float(n)), ("openai_api_call", 1.0)])
+        report(n, total=float(n), metrics=(("openai_api_call", float(n)), ("openai_api_call", 1.0)))
         for n in range(1, 11)
     ]
     reports.append(report(99, operation="other", total=3.0))

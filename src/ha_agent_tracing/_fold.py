@@ -14,7 +14,7 @@ The report keeps the reference document's keys and units::
 and adds what a trace tool needs to cross-reference: ``trace_id`` (32 hex
 digits), ``span_id``, ``status``, ``sampled``, and per metric ``start_offset``
 (ms after the root started), ``parent`` (the enclosing metric, if any),
-``span_id`` and ``status``.
+``span_id``, ``parent_span_id`` and ``status``.
 """
 
 from __future__ import annotations
@@ -99,6 +99,7 @@ def fold(
             "metadata": _metadata(span),
             "start_offset": _ms(root_start, span.start_time),
             "parent": names.get(parent_id) if parent_id is not None else None,
+            "parent_span_id": f"{parent_id:016x}" if parent_id is not None else None,
             "span_id": f"{_span_id(span):016x}",
             "status": _status(span),
         }
