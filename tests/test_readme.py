@@ -37,7 +37,8 @@ def test_the_readme_tables_match_the_generator() -> None:
 
 def test_the_readme_has_exactly_the_two_setup_commands_and_ci_runs_the_test_one() -> None:
     """One command runs the demo, one runs the tests, and .ci/run calls that one."""
-    blocks = re.findall(r"```sh\n(.*?)```", README.split("## Using the library")[0], re.S)
+    quick_start = README.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```sh\n(.*?)```", quick_start, re.S)
     assert [b.strip() for b in blocks] == [
         "python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/ha-agent-tracing demo",
         "./scripts/test",
