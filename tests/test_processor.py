@@ -374,3 +374,55 @@ def test_a_trace_with_no_metric_and_no_server_span_makes_no_report(tracing: Trac
         pass
     assert [r["operation"] for r in tracing.tracker.get_reports()] == ["POST /hook", "job"]
     assert tracing.processor.stats()["unreported_traces"] == 1
+
+
+def test_concurrent_late_metrics_are_all_kept(tracing: Tracing) -> None:
+    """Late metrics ending at once on many threads each land in the one report."""
+    t = tracing.tracker
+    root = t.tracer.start_span("POST /api/v1/chat")
+    ctx = trace.set_span_in_context(root)
+    root.end()
+    barrier = threading.Barrier(16)
+
+    def late(n: int) -> None:
+        span = t.tracer.start_span(f"late_{n}", context=ctx)
+        barrier.wait()
+        span.end()
+
+    threads = [threading.Thread(target=late, args=(n,)) for n in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    (report,) = t.get_reports()
+    assert sorted(m["name"] for m in report["metrics"]) == sorted(f"late_{n}" for n in range(16))
+
+
+def test_a_late_parent_names_the_child_that_arrived_before_it(tracing: Tracing) -> None:
+    """Child ends, then its parent: both late; the child's parent is named once the parent lands."""
+    t = tracing.tracker
+    root = t.tracer.start_span("POST /api/v1/chat")
+    root_ctx = trace.set_span_in_context(root)
+    root.end()
+    parent = t.tracer.start_span("background_job", context=root_ctx)
+    child = t.tracer.start_span("save", context=trace.set_span_in_context(parent))
+    child.end()
+    assert t.get_reports()[0]["metrics"][0]["parent"] is None
+    parent.end()
+    metrics = {m["name"]: m for m in t.get_reports()[0]["metrics"]}
+    assert metrics["save"]["parent"] == "background_job"
+    assert [m["name"] for m in t.get_reports()[0]["metrics"]] == ["background_job", "save"]
+
+
+def test_finished_requests_hold_their_report_not_their_spans() -> None:
+    """Lingering groups are capped in number, and keep no span objects."""
+    setup = make_tracing(max_lingering_traces=5)
+    for _ in range(20):
+        with setup.tracker.operation("r"), setup.tracker.track("m"):
+            pass
+    with setup.tracker.operation("r"):
+        pass
+    stats = setup.processor.stats()
+    assert stats["lingering_traces"] <= 6
+    held = [g.spans for g in setup.processor._lingering.values()]  # noqa: SLF001 - the property under test
+    assert all(spans == [] for spans in held)

@@ -243,7 +243,7 @@ LATE_SPAN_WINDOW_S = Setting(
     "late_span_window_s",
     ("HA_AGENT_TRACING_LATE_SPAN_WINDOW",),
     positive_float,
-    30.0,
+    10.0,
     "seconds after a request ends in which its late spans still join its report",
 )
 SHUTDOWN_TIMEOUT_S = Setting(

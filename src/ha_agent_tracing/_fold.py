@@ -19,7 +19,7 @@ digits), ``span_id``, ``status``, ``sampled``, and per metric ``start_offset``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -27,7 +27,7 @@ from opentelemetry.trace import StatusCode
 
 from ha_agent_tracing._attributes import RESERVED_PREFIX
 
-__all__ = ["OPERATION_ATTRIBUTE", "Report", "fold"]
+__all__ = ["OPERATION_ATTRIBUTE", "Report", "amend", "fold", "fold_metric"]
 
 OPERATION_ATTRIBUTE = RESERVED_PREFIX + "operation"
 
@@ -76,6 +76,37 @@ def operation_name(root: ReadableSpan, spans: Sequence[ReadableSpan]) -> str:
     return root.name
 
 
+def fold_metric(span: ReadableSpan, root_start: int, names: Mapping[int, str]) -> dict[str, Any]:
+    """One span as a report metric; ``names`` maps span ids of the request's metrics to names."""
+    parent_id = span.parent.span_id if span.parent is not None else None
+    metric: dict[str, Any] = {
+        "name": span.name,
+        "duration": _ms(span.start_time, span.end_time),
+        "metadata": _metadata(span),
+        "start_offset": _ms(root_start, span.start_time),
+        "parent": names.get(parent_id) if parent_id is not None else None,
+        "parent_span_id": f"{parent_id:016x}" if parent_id is not None else None,
+        "span_id": f"{_span_id(span):016x}",
+        "status": _status(span),
+    }
+    if metric["status"] == "error" and span.status.description:
+        metric["error"] = span.status.description
+    return metric
+
+
+def amend(report: Report, span: ReadableSpan, root_start: int) -> Report:
+    """A copy of ``report`` with the late metric ``span`` added in start order."""
+    names = {int(m["span_id"], 16): m["name"] for m in report["metrics"]}
+    metric = fold_metric(span, root_start, names)
+    metrics = [dict(m) for m in report["metrics"]]
+    for other in metrics:  # a late parent names the children that arrived before it
+        if other["parent_span_id"] == metric["span_id"]:
+            other["parent"] = metric["name"]
+    metrics.append(metric)
+    metrics.sort(key=lambda m: m["start_offset"])
+    return {**report, "metrics": metrics}
+
+
 def fold(
     root: ReadableSpan,
     spans: Sequence[ReadableSpan],
@@ -88,24 +119,11 @@ def fold(
     root_start = root.start_time or 0
     members = [s for s in spans if s.context is not None and s.context.span_id != root_ctx.span_id]
     names = {_span_id(s): s.name for s in members if is_metric(s)}
-    metrics: list[dict[str, Any]] = []
-    for span in sorted(members, key=lambda s: s.start_time or 0):
-        if not is_metric(span):
-            continue
-        parent_id = span.parent.span_id if span.parent is not None else None
-        metric: dict[str, Any] = {
-            "name": span.name,
-            "duration": _ms(span.start_time, span.end_time),
-            "metadata": _metadata(span),
-            "start_offset": _ms(root_start, span.start_time),
-            "parent": names.get(parent_id) if parent_id is not None else None,
-            "parent_span_id": f"{parent_id:016x}" if parent_id is not None else None,
-            "span_id": f"{_span_id(span):016x}",
-            "status": _status(span),
-        }
-        if metric["status"] == "error" and span.status.description:
-            metric["error"] = span.status.description
-        metrics.append(metric)
+    metrics = [
+        fold_metric(span, root_start, names)
+        for span in sorted(members, key=lambda s: s.start_time or 0)
+        if is_metric(span)
+    ]
     report: Report = {
         "operation": operation_name(root, spans),
         "total_duration": _ms(root.start_time, root.end_time),

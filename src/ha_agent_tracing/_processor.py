@@ -11,9 +11,10 @@ no report (it is counted as ``unreported_traces``).
 
 When the local root ends, the group is folded into a report and published to
 the :class:`~ha_agent_tracing.ReportStore` at once. The group then lingers for
-``late_span_window_s``: spans that start or end after their root (FastAPI runs
-background tasks after the server span has ended) are added, and the report
-is replaced by a fuller version. After the window the group is forgotten.
+``late_span_window_s``, holding only its report: spans that start or end after
+their root (FastAPI runs background tasks after the server span has ended)
+are added to a copy, which replaces the report in the store. After the window
+the group is forgotten.
 
 Memory stays bounded: at most ``max_pending_traces`` unfinished groups are
 held, and a group whose root has not ended after ``pending_timeout_s`` is
@@ -37,7 +38,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanKind
 
-from ha_agent_tracing._fold import Report, fold
+from ha_agent_tracing._fold import Report, amend, fold
 from ha_agent_tracing._internal import InternalErrors
 from ha_agent_tracing._store import ReportStore
 
@@ -58,7 +59,20 @@ def is_tracked_metric(span: ReadableSpan) -> bool:
 
 
 class _Group:
-    __slots__ = ("key", "members", "published", "reportable", "root", "spans", "started", "until", "version")
+    """The spans of one local root while it runs; only its report once published."""
+
+    __slots__ = (
+        "key",
+        "members",
+        "published",
+        "report",
+        "reportable",
+        "root_start",
+        "spans",
+        "started",
+        "until",
+        "version",
+    )
 
     def __init__(self, key: _Key, started: float, reportable: bool) -> None:
         self.key = key
@@ -66,7 +80,8 @@ class _Group:
         self.started = started
         self.members: list[_Key] = [key]
         self.spans: list[ReadableSpan] = []
-        self.root: ReadableSpan | None = None
+        self.report: Report | None = None
+        self.root_start = 0
         self.published = False
         self.version = 0
         self.until = 0.0
@@ -80,6 +95,7 @@ class ReportProcessor(SpanProcessor):
         max_pending_traces: most unfinished requests tracked at once.
         pending_timeout_s: a request whose root has not ended by then is dropped.
         late_span_window_s: how long after its root ends a request still takes spans.
+        max_lingering_traces: most finished requests held for late spans (their reports only).
         is_metric: which spans become report metrics; by default the tracker's.
         clock: a monotonic clock in seconds (tests pass their own).
     """
@@ -90,7 +106,8 @@ class ReportProcessor(SpanProcessor):
         *,
         max_pending_traces: int = 10_000,
         pending_timeout_s: float = 300.0,
-        late_span_window_s: float = 30.0,
+        late_span_window_s: float = 10.0,
+        max_lingering_traces: int = 1000,
         is_metric: Callable[[ReadableSpan], bool] = is_tracked_metric,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -102,6 +119,7 @@ class ReportProcessor(SpanProcessor):
         self._max_pending = max_pending_traces
         self._timeout = pending_timeout_s
         self._window = late_span_window_s
+        self._max_lingering = max_lingering_traces
         self._is_metric = is_metric
         self._clock = clock
         self._lock = threading.Lock()
@@ -185,43 +203,71 @@ class ReportProcessor(SpanProcessor):
         if ctx is None:
             return
         key = (ctx.trace_id, ctx.span_id)
-        first = False
+        amended: tuple[Report, int] | None = None
+        publish: list[ReadableSpan] | None = None
         with self._lock:
             group = self._by_span.get(key)
             if group is None:
                 return
-            group.spans.append(span)
-            if group.published:
-                self._counts["late_spans"] += 1
-            elif key == group.key:
-                group.root = span
-                group.published = first = True
-                group.until = self._clock() + self._window
-                del self._pending[key]
-                self._lingering[key] = group
-                if not group.reportable:
-                    self._counts["unreported_traces"] += 1
+            if not group.published:
+                if key != group.key:
+                    group.spans.append(span)
+                    return
+                publish = self._close(group, span)
             else:
-                return
-            if not group.reportable:
-                return
-            if first:
-                self._counts["reports"] += 1
+                amended = self._late(group, span)
+        if amended is not None:
+            self.store.put(*amended)
+        elif publish is not None:
+            self._publish(group, span, publish)
+
+    def _close(self, group: _Group, root: ReadableSpan) -> list[ReadableSpan] | None:
+        """The root ended (lock held): mark the group published; its spans, if it makes a report."""
+        group.published = True
+        group.until = self._clock() + self._window
+        del self._pending[group.key]
+        self._lingering[group.key] = group
+        spans, group.spans = group.spans, []  # from here group.spans buffers late metrics
+        if not group.reportable:
+            self._counts["unreported_traces"] += 1
+            return None
+        self._counts["reports"] += 1
+        group.root_start = root.start_time or 0
+        spans.append(root)
+        return spans
+
+    def _late(self, group: _Group, span: ReadableSpan) -> tuple[Report, int] | None:
+        """A span after its root (lock held): amend the report, or buffer it while it is folded."""
+        self._counts["late_spans"] += 1
+        if not group.reportable or not self._is_metric(span):
+            return None
+        if group.report is None:
+            group.spans.append(span)
+            return None
+        # Late metrics are rare and amending one takes microseconds: done under the lock
+        # so that concurrent late spans never overwrite each other's amendment.
+        group.report = amend(group.report, span, group.root_start)
+        group.version += 1
+        return group.report, group.version
+
+    def _publish(self, group: _Group, root: ReadableSpan, spans: list[ReadableSpan]) -> None:
+        """Fold outside the lock, then install the report with any late metric that came meanwhile."""
+        report = fold(root, spans, self._is_metric)
+        with self._lock:
+            for late in group.spans:
+                report = amend(report, late, group.root_start)
+            group.spans = []
+            group.report = report
             group.version += 1
             version = group.version
-            root = group.root
-            spans = list(group.spans)
-        assert root is not None
-        report = fold(root, spans, self._is_metric)
         self.store.put(report, version)
-        if first:
-            _log_report(report)
+        _log_report(report)
 
     def _sweep(self, now: float) -> list[_Group]:
         """Drop expired groups; called with the lock held, O(1) amortised."""
         while self._lingering:
             group = next(iter(self._lingering.values()))
-            if group.until > now and len(self._lingering) <= self._max_pending:
+            if group.until > now and len(self._lingering) <= self._max_lingering:
                 break
             self._forget(self._lingering.popitem(last=False)[1])
         evicted: list[_Group] = []
