@@ -164,11 +164,19 @@ def parse_rotel_output(text: str) -> list[ReceivedSpan]:
 class Rotel:
     """rotel on free loopback ports, printing what it receives; optionally forwarding it on."""
 
-    def __init__(self, workdir: Path, forward_to: str | None = None, forward_protocol: str = "http") -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        forward_to: str | None = None,
+        forward_protocol: str = "http",
+        *,
+        ports: tuple[int, int] | None = None,
+        name: str = "rotel",
+    ) -> None:
         self.workdir = workdir
-        self.grpc_port = free_port()
-        self.http_port = free_port()
-        self.log = workdir / f"rotel-{self.http_port}.out"
+        self.grpc_port, self.http_port = ports or (free_port(), free_port())
+        self.log = workdir / f"{name}-{self.http_port}.out"
+        self.name = name
         self.forward_to = forward_to
         self.forward_protocol = forward_protocol
         self.process: subprocess.Popen[bytes] | None = None
@@ -205,7 +213,7 @@ class Rotel:
             "--debug-log-verbosity",
             "detailed",
             "--pid-file",
-            str(self.workdir / f"rotel-{self.http_port}.pid"),
+            str(self.workdir / f"{self.name}-{self.http_port}.pid"),
         ]
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
@@ -216,6 +224,12 @@ class Rotel:
     def stop(self) -> None:
         if self.process is not None:
             _stop(self.process)
+
+    def kill(self) -> None:
+        """End the process abruptly, as a crash would."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(10)
 
     def spans(self) -> list[ReceivedSpan]:
         return parse_rotel_output(self.log.read_text(errors="replace"))

@@ -424,5 +424,5 @@ def test_finished_requests_hold_their_report_not_their_spans() -> None:
         pass
     stats = setup.processor.stats()
     assert stats["lingering_traces"] <= 6
-    held = [g.spans for g in setup.processor._lingering.values()]  # noqa: SLF001 - the property under test
+    held = [g.spans for g in setup.processor._lingering.values()]  # the property under test
     assert all(spans == [] for spans in held)

@@ -39,7 +39,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanKind
 
 from ha_agent_tracing._fold import Report, amend, fold
-from ha_agent_tracing._internal import InternalErrors
+from ha_agent_tracing._internal import InternalErrors, RateLimitedWarning
 from ha_agent_tracing._store import ReportStore
 
 __all__ = ["TRACER_NAME", "ReportProcessor", "is_tracked_metric"]
@@ -127,6 +127,7 @@ class ReportProcessor(SpanProcessor):
         self._pending: OrderedDict[_Key, _Group] = OrderedDict()
         self._lingering: OrderedDict[_Key, _Group] = OrderedDict()
         self._errors = InternalErrors("report processor")
+        self._eviction_warning = RateLimitedWarning()
         self._counts = {
             "reports": 0,
             "late_spans": 0,
@@ -190,7 +191,7 @@ class ReportProcessor(SpanProcessor):
                 if not group.reportable and self._is_metric(span):
                     group.reportable = True
         for lost in evicted:
-            logger.warning(
+            self._eviction_warning.warn(
                 "dropped an unfinished request (trace %032x): its root span did not end within %.0f s "
                 "or more than %d requests were in flight",
                 lost.key[0],
