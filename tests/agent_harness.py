@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -34,11 +35,15 @@ class Agent:
         body: dict[str, Any] = {"message": message}
         if conversation_id is not None:
             body["conversation_id"] = conversation_id
-        return httpx.post(f"{self.url}/api/v1/chat", json=body, timeout=30, **kwargs)
+        # The test is the service's client, not part of it: an instrumented client would
+        # trace itself and overwrite any traceparent header the test sends.
+        with suppress_http_instrumentation():
+            return httpx.post(f"{self.url}/api/v1/chat", json=body, timeout=30, **kwargs)
 
     def api(self, path: str, token: str | None = TOKEN) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.get(f"{self.url}/api/v1/performance{path}", headers=headers, timeout=10)
+        with suppress_http_instrumentation():
+            return httpx.get(f"{self.url}/api/v1/performance{path}", headers=headers, timeout=10)
 
     def reports(self, expected: int | None = None, timeout_s: float = 5.0) -> list[dict[str, Any]]:
         """The chat_request reports, waiting until ``expected`` exist and their background spans landed."""
@@ -67,11 +72,14 @@ def running_agent(**overrides: Any) -> Iterator[Agent]:
     }
     options.update(overrides)
     tracing = options.pop("tracing", {})
+    id_generator = options.pop("id_generator", None)
     settings = load_agent_settings({}, **options)
     tracing = {"exporters": "none", **tracing}
     # The provider a deployment would get (resource, sampler, limits from the
     # configuration), injected so that no test touches the global one.
     provider = build_provider(load_config(**tracing))
+    if id_generator is not None:  # before any tracer exists: tracers keep the generator they got
+        provider.id_generator = id_generator
     exporter = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     app = create_app(settings)

@@ -9,6 +9,7 @@ import logging
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,7 +38,7 @@ def wait_until(condition: object, timeout_s: float, what: str) -> None:
         time.sleep(0.05)
 
 
-def exporter_stats(agent: Agent) -> dict[str, object]:
+def exporter_stats(agent: Agent) -> dict[str, Any]:
     return agent.runtime.stats()["exporters"][0]
 
 

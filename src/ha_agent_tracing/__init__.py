@@ -24,7 +24,12 @@ variables.
 
 from __future__ import annotations
 
-from ha_agent_tracing._config import TracingConfig, load_config
+from ha_agent_tracing._config import TracingConfig, load_config, protect_opentelemetry_imports
+
+# Before anything below imports the OpenTelemetry SDK, which raises at import
+# time on some bad variables: a typo in the environment must not stop the app.
+protect_opentelemetry_imports()
+
 from ha_agent_tracing._exporters import CountingExporter
 from ha_agent_tracing._fold import OPERATION_ATTRIBUTE, Report, fold
 from ha_agent_tracing._processor import TRACER_NAME, ReportProcessor, is_tracked_metric

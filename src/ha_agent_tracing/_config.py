@@ -10,7 +10,7 @@ once here instead of raising deep inside the SDK.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
@@ -29,6 +29,7 @@ from ha_agent_tracing._settings import (
     ratio,
     text,
     url,
+    url_patterns,
 )
 
 Protocol = Literal["grpc", "http/protobuf"]
@@ -207,9 +208,17 @@ SPAN_LINK_COUNT_LIMIT = Setting(
 FASTAPI_EXCLUDED_URLS = Setting(
     "fastapi_excluded_urls",
     ("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS", "OTEL_PYTHON_EXCLUDED_URLS"),
-    text,
+    url_patterns,
     "",
-    "more URL patterns the server does not trace (performance and health endpoints never are)",
+    "more URL patterns (regular expressions) the server does not trace (performance and health "
+    "endpoints never are)",
+)
+HTTPX_EXCLUDED_URLS = Setting(
+    "httpx_excluded_urls",
+    ("OTEL_PYTHON_HTTPX_EXCLUDED_URLS",),
+    url_patterns,
+    "",
+    "URL patterns (regular expressions) of outgoing calls that are not traced",
 )
 CAPTURE_MESSAGE_CONTENT = Setting(
     "capture_message_content",
@@ -268,8 +277,31 @@ SETTINGS: tuple[Setting[Any], ...] = (
     SDK_DISABLED, ATTRIBUTE_VALUE_LENGTH_LIMIT, SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT, ATTRIBUTE_COUNT_LIMIT,
     SPAN_ATTRIBUTE_COUNT_LIMIT, SPAN_EVENT_COUNT_LIMIT, SPAN_LINK_COUNT_LIMIT, FASTAPI_EXCLUDED_URLS,
     CAPTURE_MESSAGE_CONTENT, MAX_REPORTS, MAX_PENDING_TRACES, PENDING_TIMEOUT_S, LATE_SPAN_WINDOW_S,
-    SHUTDOWN_TIMEOUT_S, REPORT_UNSAMPLED,
+    SHUTDOWN_TIMEOUT_S, REPORT_UNSAMPLED, HTTPX_EXCLUDED_URLS,
 )  # fmt: skip
+
+# Read by OpenTelemetry itself, and fatal when bad, before load_config() could
+# warn: the SDK at import time (SpanLimits), the FastAPI instrumentation at
+# import time and the httpx one when instrumenting (regular expressions).
+READ_BY_OPENTELEMETRY_AT_IMPORT: tuple[Setting[Any], ...] = (
+    SPAN_ATTRIBUTE_COUNT_LIMIT,
+    FASTAPI_EXCLUDED_URLS,
+    HTTPX_EXCLUDED_URLS,
+)
+
+
+def protect_opentelemetry_imports(environ: MutableMapping[str, str] | None = None) -> None:
+    """Fix the variables OpenTelemetry would raise on before it reads them.
+
+    Called when ``ha_agent_tracing`` is imported, before it imports the SDK: a
+    bad value is replaced by what can be salvaged from it, or removed, with
+    the same one warning as any other bad value. (An application that imports
+    the SDK before this package is on its own there.)
+    """
+    environ = os.environ if environ is None else environ
+    reader = SettingsReader(environ)
+    for setting in READ_BY_OPENTELEMETRY_AT_IMPORT:
+        reader.sanitize(setting, environ)
 
 
 @dataclass(frozen=True)
@@ -299,6 +331,7 @@ class TracingConfig:
     span_event_count_limit: int | None
     span_link_count_limit: int | None
     fastapi_excluded_urls: str
+    httpx_excluded_urls: str
     capture_message_content: bool
     max_reports: int
     max_pending_traces: int

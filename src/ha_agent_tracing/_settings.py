@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterable, Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 from urllib.parse import unquote, urlsplit
@@ -41,6 +42,7 @@ __all__ = [
     "ratio",
     "text",
     "url",
+    "url_patterns",
 ]
 
 logger = logging.getLogger("ha_agent_tracing")
@@ -96,12 +98,32 @@ class SettingsReader:
                 break
             except InvalidValue as exc:
                 rejected.append((var, raw, exc))
-                if exc.fallback is not _MISSING:
-                    value = exc.fallback
+                if exc.fallback is not _MISSING and exc.fallback not in ("", (), {}):
+                    value = exc.fallback  # part of it was usable
                     break
         for var, raw, exc in rejected:
             self._warn(var, raw, exc, value)
         return value
+
+    def sanitize(self, setting: Setting[Any], environ: MutableMapping[str, str]) -> None:
+        """Rewrite bad values of ``setting`` in ``environ`` (salvage, else remove), warning once each.
+
+        For variables that other code parses on its own and raises on, such
+        as the SDK at import time: they must be valid before it reads them.
+        """
+        for var in setting.env:
+            raw = environ.get(var)
+            if raw is None or not raw.strip():
+                continue
+            try:
+                setting.parse(raw.strip())
+            except InvalidValue as exc:
+                if isinstance(exc.fallback, str) and exc.fallback:
+                    environ[var] = used = exc.fallback
+                else:
+                    del environ[var]
+                    used = setting.default
+                self._warn(var, raw, exc, used)
 
     def _from_argument(self, setting: Setting[T], value: Any) -> T:
         if not isinstance(value, str):
@@ -252,6 +274,28 @@ def key_values(raw: str) -> dict[str, str]:
             fallback=result,
         )
     return result
+
+
+def url_patterns(raw: str) -> str:
+    """A comma list of regular expressions (URL patterns); ones that do not compile are dropped."""
+    good: list[str] = []
+    bad: list[str] = []
+    for pattern in (part.strip() for part in raw.split(",")):
+        if not pattern:
+            continue
+        try:
+            re.compile(pattern)
+        except re.error:
+            bad.append(pattern)
+        else:
+            good.append(pattern)
+    if bad:
+        raise InvalidValue(
+            f"{', '.join(map(repr, bad))} {'is not a' if len(bad) == 1 else 'are not'} regular expression"
+            f"{'' if len(bad) == 1 else 's'}",
+            fallback=",".join(good),
+        )
+    return ",".join(good)
 
 
 def url(raw: str) -> str:
