@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ha_agent_tracing._setup import get_tracker
 from ha_agent_tracing._tracker import PerformanceTracker
 from ha_agent_tracing.agent._background import BackgroundServer
-from ha_agent_tracing.agent._chat import ChatService, ModelError, RateLimited
+from ha_agent_tracing.agent._chat import ChatResult, ChatService, ModelError, RateLimited
 from ha_agent_tracing.agent._conversations import CONVERSATION_ID
 from ha_agent_tracing.agent._home import EmbeddedHome, Home, RestHome
 from ha_agent_tracing.agent._model_server import create_model_app
@@ -54,15 +54,8 @@ class ChatRequest(BaseModel):
     ] = None
 
 
-class ChatResponse(BaseModel):
-    """``POST /api/v1/chat`` answer."""
-
-    conversation_id: str
-    message: str
-    tool_calls: list[dict[str, Any]]
-    iterations: int
-    tokens_used: int
-    response_time_ms: float
+ChatResponse = ChatResult
+"""``POST /api/v1/chat`` answer: the chat service's result as it is."""
 
 
 class BodyLimit:
@@ -193,7 +186,7 @@ def create_app(
             )
         except ModelError as exc:
             raise HTTPException(502, str(exc)) from exc
-        return ChatResponse(**result.__dict__)
+        return result
 
     @app.get("/health")
     async def health(request: Request) -> dict[str, str]:

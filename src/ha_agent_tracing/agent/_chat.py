@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from openai import AsyncOpenAI
+from pydantic import BaseModel
 
 from ha_agent_tracing._tracker import Metric, PerformanceTracker
 from ha_agent_tracing.agent._context import HomeContext, assemble_messages
@@ -50,9 +51,8 @@ class ModelError(Exception):
     """The model could not be reached or refused the request."""
 
 
-@dataclass
-class ChatResult:
-    """What the chat endpoint answers."""
+class ChatResult(BaseModel):
+    """What the chat endpoint answers (also its HTTP response model)."""
 
     conversation_id: str
     message: str
