@@ -173,10 +173,10 @@ class ReportProcessor(SpanProcessor):
             return
         key = (ctx.trace_id, ctx.span_id)
         parent = span.parent
-        now = self._clock()
         evicted: list[_Group] = []
         with self._lock:
             if parent is None or parent.is_remote:
+                now = self._clock()  # only roots need the time (eviction); children are the hot path
                 group = _Group(key, now, span.kind is SpanKind.SERVER or self._is_metric(span))
                 self._pending[key] = group
                 self._by_span[key] = group
