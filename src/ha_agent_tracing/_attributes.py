@@ -39,8 +39,17 @@ def to_attribute_value(value: Any) -> AttributeValue | None:
     return str(value)
 
 
+_PRIMITIVE_TYPES = frozenset(_PRIMITIVES)
+
+
 def to_attributes(metadata: Mapping[Any, Any]) -> dict[str, AttributeValue]:
     """Convert a metadata mapping; keys become ``str``, ``None`` values are left out."""
+    # The common case, checked first because it runs for every tracked metric:
+    # keyword arguments (str keys) whose values are all plain str/bool/int/float.
+    if all(type(value) in _PRIMITIVE_TYPES for value in metadata.values()) and all(
+        type(key) is str for key in metadata
+    ):
+        return dict(metadata)
     result: dict[str, AttributeValue] = {}
     for key, value in metadata.items():
         converted = to_attribute_value(value)
