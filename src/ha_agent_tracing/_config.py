@@ -59,10 +59,6 @@ def _protocol(raw: str) -> str:
         raise
 
 
-def _timeout_ms(raw: str) -> float:
-    return positive_float(raw)
-
-
 SERVICE_NAME = Setting(
     "service_name", ("OTEL_SERVICE_NAME",), text, DEFAULT_SERVICE_NAME, "`service.name` of every span"
 )
@@ -112,7 +108,7 @@ OTLP_HEADERS = Setting(
 OTLP_TIMEOUT_MS = Setting(
     "otlp_timeout_ms",
     ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"),
-    _timeout_ms,
+    positive_float,
     10_000.0,
     "export request timeout in milliseconds (the spec's unit)",
 )

@@ -140,6 +140,14 @@ def build_provider(config: TracingConfig) -> SdkTracerProvider:
     )
 
 
+def _sized_tracker(config: TracingConfig) -> PerformanceTracker:
+    """The process-wide tracker, its store holding ``config.max_reports`` reports."""
+    tracker = get_tracker()
+    if tracker.store.max_reports != config.max_reports:
+        tracker.store = ReportStore(config.max_reports)
+    return tracker
+
+
 def _attach(
     config: TracingConfig, provider: SdkTracerProvider, tracker: PerformanceTracker
 ) -> ReportProcessor:
@@ -191,9 +199,7 @@ def configure_tracing(
 
 def _configure(tracer_provider: SdkTracerProvider | None, overrides: dict[str, Any]) -> TracingRuntime:
     config = load_config(**overrides)
-    tracker = get_tracker()
-    if tracker.store.max_reports != config.max_reports:
-        tracker.store = ReportStore(config.max_reports)
+    tracker = _sized_tracker(config)
     if config.sdk_disabled:
         logger.info("OTEL_SDK_DISABLED=true: tracing and performance reports are off")
         return TracingRuntime(config, tracker, None, None, owns_provider=False, overrides=dict(overrides))
@@ -240,9 +246,7 @@ def attach_to_existing(provider: SdkTracerProvider) -> TracingRuntime:
     with _lock:
         if _runtime is None:
             config = load_config()
-            tracker = get_tracker()
-            if tracker.store.max_reports != config.max_reports:
-                tracker.store = ReportStore(config.max_reports)
+            tracker = _sized_tracker(config)
             tracker.use_provider(provider)
             processor = _attach(config, provider, tracker)
             _runtime = TracingRuntime(config, tracker, processor, provider, owns_provider=False)

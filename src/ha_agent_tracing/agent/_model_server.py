@@ -33,7 +33,6 @@ from ha_agent_tracing.agent._tokens import count_message_tokens, get_counter
 __all__ = ["create_model_app", "decide"]
 
 _ENTITY_LINE = re.compile(r"^- (?P<id>[a-z_]+\.[a-z0-9_]+) \((?P<name>[^)]*)\)", re.MULTILINE)
-_CONFIRM = re.compile(r"^\s*(yes|confirm|create it|do it|ok)\b", re.IGNORECASE)
 _SERVICE_WORDS = {
     "turn on": "turn_on",
     "switch on": "turn_on",
@@ -145,7 +144,8 @@ def decide(messages: list[dict[str, Any]]) -> tuple[str | None, list[tuple[str, 
         return " ".join(reversed(results)), []
     text = str(last.get("content") or "")
     system = next((m.get("content") or "" for m in messages if m.get("role") == "system"), "")
-    if _CONFIRM.match(text) and "confirmed the draft automation" in system:
+    # The service decides what counts as a confirmation; it says so in the context.
+    if "confirmed the draft automation" in system:
         alias = re.search(r'confirmed the draft automation "([^"]*)"', system)
         return f"The automation '{alias.group(1) if alias else ''}' is created and active.", []
     entities = _entities(messages)
