@@ -10,7 +10,7 @@ import time
 import pytest
 from opentelemetry import context as context_api
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -22,6 +22,8 @@ from ha_agent_tracing import (
     ReportProcessor,
     ReportStore,
 )
+from ha_agent_tracing._fold import FoldOnRead
+from ha_agent_tracing._processor import _IS_REMOTE, _SPAN_ID, _TRACE_ID, is_tracked_metric
 
 from .conftest import Tracing, make_tracing
 
@@ -183,7 +185,7 @@ def test_work_handed_to_another_thread_joins_its_request(tracing: Tracing) -> No
 
 
 def test_a_span_ending_after_its_root_still_lands_in_the_report(tracing: Tracing) -> None:
-    """A background-task span that starts and ends after the root ended amends the same report."""
+    """A background-task span that starts and ends after the root ended joins the same report."""
     t = tracing.tracker
     root = t.tracer.start_span("POST /api/v1/chat", attributes={OPERATION_ATTRIBUTE: "chat_request"})
     ctx = trace.set_span_in_context(root)
@@ -271,7 +273,7 @@ def test_the_processor_never_raises_into_the_application(lib_logs: pytest.LogCap
     """A failing store is logged once and counted; the traced code runs on."""
 
     class BrokenStore(ReportStore):
-        def put(self, report: dict[str, object], version: int = 0) -> bool:
+        def put(self, report: object, version: int = 0) -> bool:
             raise OSError("disk on fire")
 
     provider = TracerProvider(shutdown_on_exit=False)
@@ -414,8 +416,8 @@ def test_a_late_parent_names_the_child_that_arrived_before_it(tracing: Tracing) 
     assert [m["name"] for m in t.get_reports()[0]["metrics"]] == ["background_job", "save"]
 
 
-def test_finished_requests_hold_their_report_not_their_spans() -> None:
-    """Lingering groups are capped in number, and keep no span objects."""
+def test_finished_requests_linger_in_bounded_number() -> None:
+    """Lingering groups are capped in number, and so are the span ids they keep indexed."""
     setup = make_tracing(max_lingering_traces=5)
     for _ in range(20):
         with setup.tracker.operation("r"), setup.tracker.track("m"):
@@ -424,5 +426,69 @@ def test_finished_requests_hold_their_report_not_their_spans() -> None:
         pass
     stats = setup.processor.stats()
     assert stats["lingering_traces"] <= 6
-    held = [g.spans for g in setup.processor._lingering.values()]  # the property under test
-    assert all(spans == [] for spans in held)
+    assert stats["tracked_spans"] <= 6 * 2
+    assert stats["reports"] == 21
+
+
+def _finished_request(names: tuple[str, ...]) -> tuple[ReadableSpan, list[ReadableSpan]]:
+    """A root and its finished child metrics, as the SDK hands them to processors."""
+    finished: list[ReadableSpan] = []
+
+    class Collect(SpanProcessor):
+        def on_end(self, span: ReadableSpan) -> None:
+            finished.append(span)
+
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(Collect())
+    tracker = PerformanceTracker(provider)
+    with tracker.operation("chat_request"):
+        for name in names:
+            with tracker.track(name, step=name):
+                pass
+    *children, root = finished
+    return root, children
+
+
+def test_a_pending_report_is_folded_on_first_read_and_again_only_when_spans_arrive() -> None:
+    """Reads share one fold until a late span joins; the next read includes it."""
+    root, children = _finished_request(("a", "b", "late"))
+    spans = children[:2]
+    errors: list[Exception] = []
+    pending = FoldOnRead(root, spans, is_tracked_metric, errors.append)
+    first = pending.report()
+    assert first is not None
+    assert [m["name"] for m in first["metrics"]] == ["a", "b"]
+    assert pending.report() is first
+    spans.append(children[2])
+    again = pending.report()
+    assert again is not first
+    assert again is not None
+    assert [m["name"] for m in again["metrics"]] == ["a", "b", "late"]
+    assert errors == []
+
+
+def test_a_report_that_cannot_be_folded_is_left_out_and_counted() -> None:
+    """A fold that fails at read time is handed to the error counter; other reports still answer."""
+    good_root, good_children = _finished_request(("a",))
+    bad_root, bad_children = _finished_request(("b",))
+    errors: list[Exception] = []
+
+    def broken(span: ReadableSpan) -> bool:
+        raise RuntimeError("cannot classify")
+
+    store = ReportStore()
+    store.put(FoldOnRead(bad_root, bad_children, broken, errors.append))
+    store.put(FoldOnRead(good_root, good_children, is_tracked_metric, errors.append))
+    assert [[m["name"] for m in r["metrics"]] for r in store.reports()] == [["a"]]
+    assert len(store) == 2
+    assert [str(e) for e in errors] == ["cannot classify"]
+    good, bad = good_root.get_span_context(), bad_root.get_span_context()
+    assert good is not None and bad is not None
+    assert store.get(f"{good.trace_id:032x}") is not None
+    assert store.get(f"{bad.trace_id:032x}") is None
+
+
+def test_span_context_is_read_as_the_tuple_its_type_declares() -> None:
+    """The processor indexes SpanContext (trace id, span id, is_remote); the API's layout must hold."""
+    ctx = SpanContext(trace_id=0xABC, span_id=0xDEF, is_remote=True, trace_flags=TraceFlags(1))
+    assert (ctx[_TRACE_ID], ctx[_SPAN_ID], ctx[_IS_REMOTE]) == (0xABC, 0xDEF, True)

@@ -1,7 +1,9 @@
 """Folding the finished spans of one request into the documented report.
 
 A pure function over SDK ``ReadableSpan`` objects, so it is tested without a
-processor and runs outside the processor's lock.
+processor. It runs when a report is first read, not while the request runs:
+:class:`FoldOnRead` holds a finished request's spans until then, so a request
+whose report nobody reads never pays for building it.
 
 The report keeps the reference document's keys and units::
 
@@ -27,7 +29,7 @@ from opentelemetry.trace import StatusCode
 
 from ha_agent_tracing._attributes import RESERVED_PREFIX
 
-__all__ = ["OPERATION_ATTRIBUTE", "Report", "amend", "fold", "fold_metric"]
+__all__ = ["OPERATION_ATTRIBUTE", "FoldOnRead", "Report", "fold", "fold_metric"]
 
 OPERATION_ATTRIBUTE = RESERVED_PREFIX + "operation"
 
@@ -106,19 +108,6 @@ def fold_metric(span: ReadableSpan, root_start: int, names: Mapping[int, str]) -
     return metric
 
 
-def amend(report: Report, span: ReadableSpan, root_start: int) -> Report:
-    """A copy of ``report`` with the late metric ``span`` added in start order."""
-    names = {int(m["span_id"], 16): m["name"] for m in report["metrics"]}
-    metric = fold_metric(span, root_start, names)
-    metrics = [dict(m) for m in report["metrics"]]
-    for other in metrics:  # a late parent names the children that arrived before it
-        if other["parent_span_id"] == metric["span_id"]:
-            other["parent"] = metric["name"]
-    metrics.append(metric)
-    metrics.sort(key=lambda m: m["start_offset"])
-    return {**report, "metrics": metrics}
-
-
 def fold(
     root: ReadableSpan,
     spans: Sequence[ReadableSpan],
@@ -148,3 +137,45 @@ def fold(
         "sampled": root_ctx.trace_flags.sampled,
     }
     return report
+
+
+class FoldOnRead:
+    """A finished request's spans, folded into its report the first time it is read.
+
+    ``spans`` is the processor's own list of the request's finished spans: it
+    only grows (late spans are appended after the root ended), and a read folds
+    again when it has grown since the last one.
+    """
+
+    __slots__ = ("_cached", "_is_metric", "_on_error", "_root", "_spans", "key")
+
+    def __init__(
+        self,
+        root: ReadableSpan,
+        spans: list[ReadableSpan],
+        is_metric: Callable[[ReadableSpan], bool],
+        on_error: Callable[[Exception], None],
+    ) -> None:
+        ctx = root.get_span_context()
+        if ctx is None:
+            raise ValueError("a span without a context cannot be folded")
+        self.key = (ctx.trace_id, ctx.span_id)  # formatted as hex only when folded
+        self._root = root
+        self._spans = spans
+        self._is_metric = is_metric
+        self._on_error = on_error
+        self._cached: tuple[int, Report] | None = None
+
+    def report(self) -> Report | None:
+        """The report, folded now if spans arrived since the last read; ``None`` if folding failed."""
+        spans = self._spans[:]  # a snapshot: appends on other threads do not disturb the fold
+        cached = self._cached
+        if cached is not None and cached[0] == len(spans):
+            return cached[1]
+        try:
+            report = fold(self._root, spans, self._is_metric)
+        except Exception as exc:  # noqa: BLE001 - a broken span must not break the query
+            self._on_error(exc)
+            return None
+        self._cached = (len(spans), report)
+        return report

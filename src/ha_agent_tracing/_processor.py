@@ -9,20 +9,21 @@ A group becomes a report when its root is a server span or it holds at least
 one tracked metric; a bare outgoing HTTP call outside any request, say, makes
 no report (it is counted as ``unreported_traces``).
 
-When the local root ends, the group is folded into a report and published to
-the :class:`~ha_agent_tracing.ReportStore` at once. The group then lingers for
-``late_span_window_s``, holding only its report: spans that start or end after
-their root (FastAPI runs background tasks after the server span has ended)
-are added to a copy, which replaces the report in the store. After the window
-the group is forgotten.
+When the local root ends, the request's finished spans are published to the
+:class:`~ha_agent_tracing.ReportStore` at once, as a pending report that is
+folded the first time somebody reads it: the request pays only for grouping
+its spans. The group then lingers for ``late_span_window_s``: spans that start
+or end after their root (FastAPI runs background tasks after the server span
+has ended) join the pending report, and the next read folds them in. After
+the window the group is forgotten.
 
 Memory stays bounded: at most ``max_pending_traces`` unfinished groups are
 held, and a group whose root has not ended after ``pending_timeout_s`` is
 dropped and counted, as are spans whose parent is unknown here.
 
 Following the SDK's processor contract, ``on_start`` and ``on_end`` run on the
-caller's thread: they hold the lock only for dictionary updates, fold and log
-outside it, and never raise into the application.
+caller's thread: they hold the lock only for dictionary updates, log outside
+it, and never raise into the application.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanKind
 
-from ha_agent_tracing._fold import Report, amend, fold
+from ha_agent_tracing._fold import FoldOnRead
 from ha_agent_tracing._internal import InternalErrors, RateLimitedWarning
 from ha_agent_tracing._store import ReportStore
 
@@ -49,7 +50,9 @@ logger = logging.getLogger("ha_agent_tracing")
 TRACER_NAME = "ha_agent_tracing"
 """Instrumentation scope of the spans the tracker creates."""
 
-_Key = tuple[int, int]  # (trace_id, span_id)
+# SpanContext is a tuple by its public type, tuple[int, int, bool, ...]; indexing it
+# skips a property call per field on the hot path (tests pin the layout).
+_TRACE_ID, _SPAN_ID, _IS_REMOTE = 0, 1, 2
 
 
 def is_tracked_metric(span: ReadableSpan) -> bool:
@@ -59,31 +62,29 @@ def is_tracked_metric(span: ReadableSpan) -> bool:
 
 
 class _Group:
-    """The spans of one local root while it runs; only its report once published."""
+    """The spans of one local root while it runs; its pending report once the root ended."""
 
     __slots__ = (
-        "key",
         "members",
+        "pending",
         "published",
-        "report",
         "reportable",
-        "root_start",
+        "root_id",
         "spans",
         "started",
+        "trace_id",
         "until",
-        "version",
     )
 
-    def __init__(self, key: _Key, started: float, reportable: bool) -> None:
-        self.key = key
+    def __init__(self, trace_id: int, root_id: int, started: float, reportable: bool) -> None:
+        self.trace_id = trace_id
+        self.root_id = root_id
         self.reportable = reportable
         self.started = started
-        self.members: list[_Key] = [key]
+        self.members: list[int] = [root_id]
         self.spans: list[ReadableSpan] = []
-        self.report: Report | None = None
-        self.root_start = 0
+        self.pending: FoldOnRead | None = None
         self.published = False
-        self.version = 0
         self.until = 0.0
 
 
@@ -123,9 +124,11 @@ class ReportProcessor(SpanProcessor):
         self._is_metric = is_metric
         self._clock = clock
         self._lock = threading.Lock()
-        self._by_span: dict[_Key, _Group] = {}
-        self._pending: OrderedDict[_Key, _Group] = OrderedDict()
-        self._lingering: OrderedDict[_Key, _Group] = OrderedDict()
+        # Keyed by span id; a group also checks the trace id, so ids repeated
+        # across traces can never mix requests.
+        self._by_span: dict[int, _Group] = {}
+        self._pending: OrderedDict[int, _Group] = OrderedDict()
+        self._lingering: OrderedDict[int, _Group] = OrderedDict()
         self._errors = InternalErrors("report processor")
         self._eviction_warning = RateLimitedWarning()
         self._counts = {
@@ -138,18 +141,54 @@ class ReportProcessor(SpanProcessor):
         self._shut_down = False
 
     # ------------------------------------------------------------ SDK hooks
+    #
+    # These run on the application's thread for every span: each takes the lock
+    # once, touches one or two dictionary entries and returns. Folding waits
+    # until somebody reads the report.
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         """Register the span with its request's group (or open a group for a local root)."""
         try:
-            self._start(span)
+            parent = span.parent
+            if parent is None or parent[_IS_REMOTE]:
+                self._start_root(span)
+                return
+            span_id = span.get_span_context()[_SPAN_ID]
+            with self._lock:
+                group = self._by_span.get(parent[_SPAN_ID])
+                if group is None or group.trace_id != parent[_TRACE_ID]:
+                    self._counts["orphan_spans"] += 1
+                    return
+                self._by_span[span_id] = group
+                group.members.append(span_id)
+            if not group.reportable and self._is_metric(span):
+                group.reportable = True
         except Exception as exc:  # noqa: BLE001 - telemetry must not break the application
             self._errors.record(exc)
 
     def on_end(self, span: ReadableSpan) -> None:
-        """Add the finished span; fold and publish when it is a local root."""
+        """Add the finished span to its request; publish the pending report when it is a local root."""
         try:
-            self._end(span)
+            ctx = span.context
+            if ctx is None:
+                return
+            span_id = ctx[_SPAN_ID]
+            group = self._by_span.get(span_id)
+            if group is None or group.trace_id != ctx[_TRACE_ID]:
+                return
+            if span_id != group.root_id:
+                # No lock: list.append is atomic, and the pending report reads this very
+                # list, so a span ending while its root closes on another thread is kept.
+                group.spans.append(span)
+                if group.published:
+                    with self._lock:
+                        self._counts["late_spans"] += 1
+                return
+            with self._lock:
+                pending = self._close(group, span)
+            if pending is not None:
+                self.store.put(pending)
+                _log_report(pending)
         except Exception as exc:  # noqa: BLE001 - telemetry must not break the application
             self._errors.record(exc)
 
@@ -167,102 +206,38 @@ class ReportProcessor(SpanProcessor):
 
     # ------------------------------------------------------------ internals
 
-    def _start(self, span: Span) -> None:
+    def _start_root(self, span: Span) -> None:
         ctx = span.context
         if ctx is None or self._shut_down:
             return
-        key = (ctx.trace_id, ctx.span_id)
-        parent = span.parent
-        evicted: list[_Group] = []
+        reportable = span.kind is SpanKind.SERVER or self._is_metric(span)
         with self._lock:
-            if parent is None or parent.is_remote:
-                now = self._clock()  # only roots need the time (eviction); children are the hot path
-                group = _Group(key, now, span.kind is SpanKind.SERVER or self._is_metric(span))
-                self._pending[key] = group
-                self._by_span[key] = group
-                evicted = self._sweep(now)
-            else:
-                group = self._by_span.get((ctx.trace_id, parent.span_id))
-                if group is None:
-                    self._counts["orphan_spans"] += 1
-                    return
-                self._by_span[key] = group
-                group.members.append(key)
-                if not group.reportable and self._is_metric(span):
-                    group.reportable = True
+            now = self._clock()
+            group = _Group(ctx.trace_id, ctx.span_id, now, reportable)
+            self._pending[ctx.span_id] = group
+            self._by_span[ctx.span_id] = group
+            evicted = self._sweep(now)
         for lost in evicted:
             self._eviction_warning.warn(
                 "dropped an unfinished request (trace %032x): its root span did not end within %.0f s "
                 "or more than %d requests were in flight",
-                lost.key[0],
+                lost.trace_id,
                 self._timeout,
                 self._max_pending,
             )
 
-    def _end(self, span: ReadableSpan) -> None:
-        ctx = span.context
-        if ctx is None:
-            return
-        key = (ctx.trace_id, ctx.span_id)
-        amended: tuple[Report, int] | None = None
-        publish: list[ReadableSpan] | None = None
-        with self._lock:
-            group = self._by_span.get(key)
-            if group is None:
-                return
-            if not group.published:
-                if key != group.key:
-                    group.spans.append(span)
-                    return
-                publish = self._close(group, span)
-            else:
-                amended = self._late(group, span)
-        if amended is not None:
-            self.store.put(*amended)
-        elif publish is not None:
-            self._publish(group, span, publish)
-
-    def _close(self, group: _Group, root: ReadableSpan) -> list[ReadableSpan] | None:
-        """The root ended (lock held): mark the group published; its spans, if it makes a report."""
+    def _close(self, group: _Group, root: ReadableSpan) -> FoldOnRead | None:
+        """The root ended (lock held): the group lingers for late spans; its pending report, if any."""
         group.published = True
         group.until = self._clock() + self._window
-        del self._pending[group.key]
-        self._lingering[group.key] = group
-        spans, group.spans = group.spans, []  # from here group.spans buffers late metrics
+        del self._pending[group.root_id]
+        self._lingering[group.root_id] = group
         if not group.reportable:
             self._counts["unreported_traces"] += 1
             return None
         self._counts["reports"] += 1
-        group.root_start = root.start_time or 0
-        spans.append(root)
-        return spans
-
-    def _late(self, group: _Group, span: ReadableSpan) -> tuple[Report, int] | None:
-        """A span after its root (lock held): amend the report, or buffer it while it is folded."""
-        self._counts["late_spans"] += 1
-        if not group.reportable or not self._is_metric(span):
-            return None
-        if group.report is None:
-            group.spans.append(span)
-            return None
-        # Late metrics are rare and amending one takes microseconds: done under the lock
-        # so that concurrent late spans never overwrite each other's amendment.
-        group.report = amend(group.report, span, group.root_start)
-        group.version += 1
-        return group.report, group.version
-
-    def _publish(self, group: _Group, root: ReadableSpan, spans: list[ReadableSpan]) -> None:
-        """Fold outside the lock, then install the report with any late metric that came meanwhile."""
-        report = fold(root, spans, self._is_metric)
-        with self._lock:
-            for late in group.spans:
-                report = amend(report, late, group.root_start)
-            group.spans = []
-            group.report = report
-            group.version += 1
-            version = group.version
-        self.store.put(report, version)
-        _log_report(report)
+        group.pending = FoldOnRead(root, group.spans, self._is_metric, self._errors.record)
+        return group.pending
 
     def _sweep(self, now: float) -> list[_Group]:
         """Drop expired groups; called with the lock held, O(1) amortised."""
@@ -282,9 +257,10 @@ class ReportProcessor(SpanProcessor):
         return evicted
 
     def _forget(self, group: _Group) -> None:
+        by_span = self._by_span
         for member in group.members:
-            if self._by_span.get(member) is group:
-                del self._by_span[member]
+            if by_span.get(member) is group:
+                del by_span[member]
 
     # ------------------------------------------------------------ introspection
 
@@ -300,8 +276,11 @@ class ReportProcessor(SpanProcessor):
         return counts
 
 
-def _log_report(report: Report) -> None:
+def _log_report(pending: FoldOnRead) -> None:
     if not logger.isEnabledFor(logging.INFO):
+        return
+    report = pending.report()
+    if report is None:
         return
     slowest = sorted(report["metrics"], key=lambda m: m["duration"], reverse=True)[:3]
     logger.info(

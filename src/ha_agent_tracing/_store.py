@@ -1,9 +1,11 @@
 """The bounded, thread-safe store of finished reports, and their summaries.
 
 The store keeps the newest ``max_reports`` reports (100 by default, as the
-reference document says) in arrival order. A report can be replaced in place
-when late spans of its request arrive; a replacement never moves it and an
-older version never overwrites a newer one.
+reference document says) in arrival order. The report processor puts a
+:class:`~ha_agent_tracing._fold.FoldOnRead` per request: its spans, folded into
+the report on the first query that needs it (late spans fold in on the next).
+Ready-made report dicts can be put too; a newer version of one replaces it in
+place and an older version never overwrites a newer one.
 
 Queries return copies: callers may mutate what they get without touching the
 store.
@@ -19,11 +21,13 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
-from ha_agent_tracing._fold import Report
+from ha_agent_tracing._fold import FoldOnRead, Report
 
 __all__ = ["ReportStore", "percentile", "summarize"]
 
-_Key = tuple[str, str]
+# A folded report is keyed by its hex ids, a pending one by the ids as ints (formatting
+# them is left to the fold); the processor only ever stores the latter.
+_Key = tuple[str, str] | tuple[int, int]
 
 
 class ReportStore:
@@ -34,7 +38,7 @@ class ReportStore:
             raise ValueError(f"max_reports must be a whole number greater than 0, not {max_reports!r}")
         self._max = max_reports
         self._lock = threading.Lock()
-        self._reports: OrderedDict[_Key, tuple[int, Report]] = OrderedDict()
+        self._reports: OrderedDict[_Key, tuple[int, Report | FoldOnRead]] = OrderedDict()
         self._dropped = 0
 
     @property
@@ -47,12 +51,12 @@ class ReportStore:
         """How many reports were pushed out by newer ones."""
         return self._dropped
 
-    def put(self, report: Report, version: int = 0) -> bool:
+    def put(self, report: Report | FoldOnRead, version: int = 0) -> bool:
         """Add a report, or replace an older version of the same request's report.
 
         Returns ``False`` when a newer version is already stored.
         """
-        key = (report["trace_id"], report["span_id"])
+        key = report.key if isinstance(report, FoldOnRead) else (report["trace_id"], report["span_id"])
         with self._lock:
             held = self._reports.get(key)
             if held is not None:
@@ -68,7 +72,9 @@ class ReportStore:
 
     def _snapshot(self) -> list[Report]:
         with self._lock:
-            return [report for _, report in self._reports.values()]
+            entries = [entry for _, entry in self._reports.values()]
+        # Folding happens here, outside the lock, once per report (then cached).
+        return [report for report in map(_resolve, entries) if report is not None]
 
     def reports(self, operation: str | None = None, limit: int | None = None) -> list[Report]:
         """Reports oldest first; ``operation`` filters, ``limit`` keeps the newest N."""
@@ -82,8 +88,14 @@ class ReportStore:
     def get(self, trace_id: str) -> Report | None:
         """The report of a trace (its earliest local root, if it has several)."""
         wanted = trace_id.lower()
-        for report in self._snapshot():
-            if report["trace_id"] == wanted:
+        try:
+            wanted_int: int | None = int(wanted, 16)
+        except ValueError:
+            wanted_int = None
+        with self._lock:
+            entries = [entry for key, (_, entry) in self._reports.items() if key[0] in (wanted, wanted_int)]
+        for report in map(_resolve, entries):
+            if report is not None:
                 return copy.deepcopy(report)
         return None
 
@@ -112,6 +124,10 @@ class ReportStore:
     def __len__(self) -> int:
         with self._lock:
             return len(self._reports)
+
+
+def _resolve(entry: Report | FoldOnRead) -> Report | None:
+    return entry.report() if isinstance(entry, FoldOnRead) else entry
 
 
 def percentile(ordered: list[float], q: float) -> float:
