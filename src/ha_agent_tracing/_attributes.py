@@ -13,7 +13,7 @@ from typing import Any
 
 from opentelemetry.util.types import AttributeValue
 
-__all__ = ["RESERVED_PREFIX", "to_attribute_value", "to_attributes"]
+__all__ = ["RESERVED_PREFIX", "keyword_attributes", "to_attribute_value", "to_attributes"]
 
 RESERVED_PREFIX = "ha_agent_tracing."
 """Attributes under this prefix are the library's own and stay out of report metadata."""
@@ -44,12 +44,24 @@ _PRIMITIVE_TYPES = frozenset(_PRIMITIVES)
 
 def to_attributes(metadata: Mapping[Any, Any]) -> dict[str, AttributeValue]:
     """Convert a metadata mapping; keys become ``str``, ``None`` values are left out."""
-    # The common case, checked first because it runs for every tracked metric:
-    # keyword arguments (str keys) whose values are all plain str/bool/int/float.
-    if all(type(value) in _PRIMITIVE_TYPES for value in metadata.values()) and all(
-        type(key) is str for key in metadata
-    ):
+    plain_values = _PRIMITIVE_TYPES.issuperset(map(type, metadata.values()))
+    if plain_values and all(type(key) is str for key in metadata):
         return dict(metadata)
+    return _convert(metadata)
+
+
+def keyword_attributes(metadata: dict[str, Any]) -> dict[str, AttributeValue]:
+    """Convert the ``**metadata`` of a call; the dict is the caller's own, so it is reused when plain.
+
+    The hot path of every tracked metric: keyword arguments always have ``str``
+    keys, and a set check over the value types runs in C.
+    """
+    if _PRIMITIVE_TYPES.issuperset(map(type, metadata.values())):
+        return metadata
+    return _convert(metadata)
+
+
+def _convert(metadata: Mapping[Any, Any]) -> dict[str, AttributeValue]:
     result: dict[str, AttributeValue] = {}
     for key, value in metadata.items():
         converted = to_attribute_value(value)

@@ -27,9 +27,9 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 from opentelemetry import context as context_api
 from opentelemetry import trace
-from opentelemetry.trace import Span, Status, StatusCode, Tracer, TracerProvider
+from opentelemetry.trace import NonRecordingSpan, Span, Status, StatusCode, Tracer, TracerProvider
 
-from ha_agent_tracing._attributes import to_attribute_value, to_attributes
+from ha_agent_tracing._attributes import keyword_attributes, to_attribute_value, to_attributes
 from ha_agent_tracing._fold import OPERATION_ATTRIBUTE, Report
 from ha_agent_tracing._processor import TRACER_NAME
 from ha_agent_tracing._store import ReportStore
@@ -42,9 +42,9 @@ R = TypeVar("R")
 
 
 def _check_name(kind: str, name: object) -> str:
-    if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"{kind} name must be a non-empty string, not {name!r}")
-    return name
+    if isinstance(name, str) and name and not name.isspace():
+        return name
+    raise ValueError(f"{kind} name must be a non-empty string, not {name!r}")
 
 
 class Metric:
@@ -66,7 +66,9 @@ class Metric:
     def __enter__(self) -> Metric:
         if self._span is not None:
             raise RuntimeError(f"metric {self.name!r} was already entered; call tracker.track() again")
-        self._span = span = self._tracker.tracer.start_span(self.name, attributes=self._attributes)
+        tracker = self._tracker
+        tracer = tracker._tracer or tracker.tracer
+        self._span = span = tracer.start_span(self.name, attributes=self._attributes)
         self._token = context_api.attach(trace.set_span_in_context(span))
         return self
 
@@ -86,10 +88,12 @@ class Metric:
 
     def set(self, key: str, value: Any) -> None:
         """Set one metadata value; ``None`` is left out, other objects become ``str``."""
+        span = self._span
+        if type(span) is NonRecordingSpan:
+            return  # tracing is off or the request is not recorded: nothing to convert
         converted = to_attribute_value(value)
         if converted is None:
             return
-        span = self._span
         if span is None:
             self._attributes[key] = converted
         else:
@@ -103,9 +107,15 @@ class Metric:
             span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
 
     def update(self, metadata: Mapping[str, Any] | None = None, /, **more: Any) -> None:
-        """Set several metadata values at once."""
-        for key, value in {**(metadata or {}), **more}.items():
-            self.set(key, value)
+        """Set several metadata values at once (one call into the span, not one per value)."""
+        span = self._span
+        if type(span) is NonRecordingSpan:
+            return
+        attributes = to_attributes({**metadata, **more}) if metadata else keyword_attributes(more)
+        if span is None:
+            self._attributes.update(attributes)
+        else:
+            span.set_attributes(attributes)
 
     @property
     def span(self) -> Span:
@@ -179,7 +189,7 @@ class PerformanceTracker:
 
     def track(self, name: str, /, **metadata: Any) -> Metric:
         """A metric ``name`` with ``metadata``: ``with tracker.track(...)`` or ``@tracker.track(...)``."""
-        return Metric(self, _check_name("metric", name), to_attributes(metadata))
+        return Metric(self, _check_name("metric", name), keyword_attributes(metadata))
 
     def operation(self, name: str, /, **metadata: Any) -> Metric:
         """A span that names its report's operation.
@@ -187,7 +197,7 @@ class PerformanceTracker:
         Outside any span it is the root of a new trace, and its own report;
         inside a request it names that request's report.
         """
-        attributes = to_attributes(metadata)
+        attributes = keyword_attributes(metadata)
         attributes[OPERATION_ATTRIBUTE] = _check_name("operation", name)
         return Metric(self, name, attributes)
 
