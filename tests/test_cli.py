@@ -6,7 +6,13 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import httpx
+import pytest
+
+from ha_agent_tracing.agent._background import free_port
 
 METRICS = [
     "openai_api_call",
@@ -56,3 +62,42 @@ def test_unknown_command_is_a_usage_error() -> None:
     )
     assert result.returncode == 2
     assert "invalid choice" in result.stderr
+
+
+def _serve_one_chat(tmp_path: Path, *flags: str) -> str:
+    """Run `ha-agent-tracing serve` with ``flags``, send one chat message, return its log."""
+    command = shutil.which("ha-agent-tracing", path=str(Path(sys.executable).parent))
+    assert command is not None
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OPENAI_", "HA_"))}
+    env.update({"HA_AGENT_PORT": str(port), "HA_AGENT_MODEL_LATENCY_MS": "0"})
+    log = tmp_path / f"serve{'-'.join(flags)}.log"
+    with log.open("w") as out:
+        process = subprocess.Popen([command, "serve", *flags], stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, log.read_text()
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        answer = httpx.post(f"http://127.0.0.1:{port}/api/v1/chat", json={"message": "Hello"}, timeout=30)
+        assert answer.status_code == 200, log.read_text()
+    finally:
+        process.terminate()
+        process.wait(15)
+    return log.read_text()
+
+
+@pytest.mark.parametrize(("flags", "logged"), [((), True), (("--log-level", "warning"), False)])
+def test_serve_log_level_rules_the_performance_lines(
+    tmp_path: Path, flags: tuple[str, ...], logged: bool
+) -> None:
+    """Each request's [Performance] INFO line is logged at the default level, not under --log-level warning."""
+    output = _serve_one_chat(tmp_path, *flags)
+    assert ("[Performance] chat_request " in output) is logged, output
+    assert "Traceback" not in output

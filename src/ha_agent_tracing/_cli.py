@@ -243,7 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     demo_cmd.add_argument("--verbose", action="store_true", help="log every [Performance] report")
     args = parser.parse_args(argv)
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # `serve --log-level` sets every logger's level, the per-request [Performance] lines' included.
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(getattr(args, "log_level", "info").upper())
     for noisy in ("httpx", "httpx2"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if args.command == "demo":
