@@ -303,3 +303,23 @@ def test_a_body_over_the_byte_limit_is_refused_before_parsing() -> None:
     assert streamed.status_code == 413
     assert "1000 bytes" in streamed.json()["detail"]
     assert not_json.status_code == 422
+
+
+def test_with_the_http_instrumentations_off_a_request_still_makes_one_report() -> None:
+    """With the HTTP instrumentations off, the service opens each request's root itself.
+
+    OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=fastapi,httpx,httpx2: no server or client
+    spans, and every metric of a request still lands in one report.
+    """
+    with running_agent(tracing={"disabled_instrumentations": "fastapi,httpx,httpx2"}) as agent:
+        first = agent.chat("Turn off the kitchen light")
+        second = agent.chat("Which lights are on?")
+        assert first.status_code == second.status_code == 200
+        reports = agent.reports(expected=2)
+        kinds = {span.kind for span in agent.spans()}
+    assert len(reports) == 2
+    assert all(r["root_span"] == "chat_request" for r in reports)
+    assert SpanKind.SERVER not in kinds
+    assert SpanKind.CLIENT not in kinds
+    names = by_name(reports[0])
+    assert {"rate_limit_check", "openai_api_call", "tool_execution", "token_count_retrieval"} <= set(names)

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from ha_agent_tracing import load_config
-from ha_agent_tracing._config import SETTINGS
+from ha_agent_tracing._config import SETTINGS, instrumentation_enabled
 from ha_agent_tracing._settings import InvalidValue, Setting, SettingsReader, key_values, url
 
 
@@ -157,7 +157,7 @@ def test_a_bad_value_warns_once_naming_variable_value_and_fallback(
 def test_every_setting_in_the_table_has_a_bad_value_case() -> None:
     """No variable the project reads escapes the bad-value test above."""
     covered = {var for var, *_ in BAD_VALUES}
-    free_text = {"OTEL_SERVICE_NAME"}
+    free_text = {"OTEL_SERVICE_NAME", "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"}  # any name is a valid name
     everything = {var for setting in SETTINGS for var in setting.env}
     assert everything - free_text - covered == {
         "OTEL_EXPORTER_OTLP_TRACES_INSECURE",  # same parser as OTEL_EXPORTER_OTLP_INSECURE
@@ -205,7 +205,7 @@ def test_garbage_everywhere_at_once_still_loads(caplog: pytest.LogCaptureFixture
     config = load_config(environ)
     assert config.max_reports == 100
     warned = {m.split("=", 1)[0] for m in warnings_of(caplog)}
-    free_text = {"OTEL_SERVICE_NAME"}
+    free_text = {"OTEL_SERVICE_NAME", "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"}  # any name is a valid name
     assert warned == {var for setting in SETTINGS for var in setting.env} - free_text
 
 
@@ -255,3 +255,14 @@ def test_bad_variables_the_sdk_raises_on_at_import_are_fixed_before_it_reads_the
     )
     assert unguarded.returncode != 0, "without the guard the SDK itself refuses to import"
     assert "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT" in unguarded.stderr
+
+
+def test_disabled_instrumentations_are_names_as_the_standard_loader_reads_them() -> None:
+    """A comma list, spaces and case ignored; names of other tools' instrumentations are harmless."""
+    config = load_config({"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": " HTTPX2, requests,,httpx2"})
+    assert config.disabled_instrumentations == ("httpx2", "requests")
+    assert not instrumentation_enabled(config, "httpx2")
+    assert instrumentation_enabled(config, "fastapi")
+    everything = load_config({"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "*"})
+    assert not any(instrumentation_enabled(everything, name) for name in ("fastapi", "httpx", "httpx2"))
+    assert load_config({}).disabled_instrumentations == ()

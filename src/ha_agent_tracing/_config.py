@@ -23,6 +23,7 @@ from ha_agent_tracing._settings import (
     choices_list,
     key_values,
     logger,
+    names,
     optional_limit,
     positive_float,
     positive_int,
@@ -216,6 +217,14 @@ HTTPX_EXCLUDED_URLS = Setting(
     "",
     "URL patterns (regular expressions) of outgoing calls that are not traced",
 )
+DISABLED_INSTRUMENTATIONS = Setting(
+    "disabled_instrumentations",
+    ("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS",),
+    names,
+    (),
+    "instrumentations left off: a comma list of `fastapi`, `httpx`, `httpx2` (the openai client's) "
+    "or `*`; other names are ignored here. Tracked metrics stay on",
+)
 CAPTURE_MESSAGE_CONTENT = Setting(
     "capture_message_content",
     ("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",),
@@ -273,7 +282,7 @@ SETTINGS: tuple[Setting[Any], ...] = (
     SDK_DISABLED, ATTRIBUTE_VALUE_LENGTH_LIMIT, SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT, ATTRIBUTE_COUNT_LIMIT,
     SPAN_ATTRIBUTE_COUNT_LIMIT, SPAN_EVENT_COUNT_LIMIT, SPAN_LINK_COUNT_LIMIT, FASTAPI_EXCLUDED_URLS,
     CAPTURE_MESSAGE_CONTENT, MAX_REPORTS, MAX_PENDING_TRACES, PENDING_TIMEOUT_S, LATE_SPAN_WINDOW_S,
-    SHUTDOWN_TIMEOUT_S, REPORT_UNSAMPLED, HTTPX_EXCLUDED_URLS,
+    SHUTDOWN_TIMEOUT_S, REPORT_UNSAMPLED, HTTPX_EXCLUDED_URLS, DISABLED_INSTRUMENTATIONS,
 )  # fmt: skip
 
 # Read by OpenTelemetry itself, and fatal when bad, before load_config() could
@@ -328,6 +337,7 @@ class TracingConfig:
     span_link_count_limit: int | None
     fastapi_excluded_urls: str
     httpx_excluded_urls: str
+    disabled_instrumentations: tuple[str, ...]
     capture_message_content: bool
     max_reports: int
     max_pending_traces: int
@@ -386,6 +396,12 @@ def load_config(environ: Mapping[str, str] | None = None, **overrides: Any) -> T
         values["bsp_max_export_batch_size"] = values["bsp_max_queue_size"]
     names = {f.name for f in fields(TracingConfig)}
     return TracingConfig(**{k: v for k, v in values.items() if k in names})
+
+
+def instrumentation_enabled(config: TracingConfig, name: str) -> bool:
+    """Whether the instrumentation ``name`` (its entry-point name) is on."""
+    disabled = config.disabled_instrumentations
+    return name not in disabled and "*" not in disabled
 
 
 def default_otlp_endpoint(protocol: Protocol) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
@@ -44,21 +45,26 @@ def instrument_app(app: Any, provider: TracerProvider | None, extra_excluded: st
     return True
 
 
-def _client_instrumentors() -> list[BaseInstrumentor]:
+def _client_instrumentors(wanted: Callable[[str], bool]) -> list[BaseInstrumentor]:
     from opentelemetry.instrumentation.httpx import HTTPX2ClientInstrumentor, HTTPXClientInstrumentor
 
     found: list[BaseInstrumentor] = []
-    if importlib.util.find_spec("httpx") is not None:
+    if wanted("httpx") and importlib.util.find_spec("httpx") is not None:
         found.append(HTTPXClientInstrumentor())
-    if importlib.util.find_spec("httpx2") is not None:
+    if wanted("httpx2") and importlib.util.find_spec("httpx2") is not None:
         found.append(HTTPX2ClientInstrumentor())
     return found
 
 
-def instrument_http_clients(provider: TracerProvider | None) -> list[BaseInstrumentor]:
-    """Instrument httpx and httpx2 where installed; returns the instrumentors this call turned on."""
+def instrument_http_clients(
+    provider: TracerProvider | None, wanted: Callable[[str], bool] = lambda name: True
+) -> list[BaseInstrumentor]:
+    """Instrument httpx and httpx2 where installed and ``wanted`` (by entry-point name).
+
+    Returns the instrumentors this call turned on.
+    """
     turned_on: list[BaseInstrumentor] = []
-    for instrumentor in _client_instrumentors():
+    for instrumentor in _client_instrumentors(wanted):
         if instrumentor.is_instrumented_by_opentelemetry:
             continue
         instrumentor.instrument(tracer_provider=provider)

@@ -256,6 +256,11 @@ def choices_list(*options: str) -> Callable[[str], tuple[str, ...]]:
     return parse
 
 
+def names(raw: str) -> tuple[str, ...]:
+    """A comma list of names, lower-cased, blanks and repeats dropped; never invalid."""
+    return tuple(dict.fromkeys(entry.strip().lower() for entry in raw.split(",") if entry.strip()))
+
+
 def key_values(raw: str) -> dict[str, str]:
     """``key=value`` pairs separated by commas, values percent-decoded (W3C Baggage style)."""
     result: dict[str, str] = {}
@@ -312,7 +317,7 @@ def url(raw: str) -> str:
 
 def _as_typed(value: object) -> str:
     """A default as a user would type it in the environment."""
-    if value is None or value == {} or value == "":
+    if value is None or value in ({}, "", ()):
         return "unset"
     if isinstance(value, bool):
         return f"`{str(value).lower()}`"

@@ -32,7 +32,7 @@ from opentelemetry.sdk.trace import SpanLimits
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.version import __version__ as sdk_version
 
-from ha_agent_tracing._config import TracingConfig, load_config
+from ha_agent_tracing._config import TracingConfig, instrumentation_enabled, load_config
 from ha_agent_tracing._exporters import CountingBatchProcessor, build_exporters
 from ha_agent_tracing._instrumentation import instrument_app, instrument_http_clients, uninstrument
 from ha_agent_tracing._processor import ReportProcessor
@@ -191,6 +191,7 @@ def configure_tracing(
         if (
             app is not None
             and runtime.enabled
+            and instrumentation_enabled(runtime.config, "fastapi")
             and instrument_app(app, runtime.provider, runtime.config.fastapi_excluded_urls)
         ):
             runtime.apps.append(app)
@@ -227,7 +228,7 @@ def _configure(tracer_provider: SdkTracerProvider | None, overrides: dict[str, A
             "spans are kept for in-process reports only; to send them to a collector set "
             "OTEL_EXPORTER_OTLP_ENDPOINT (e.g. http://localhost:4318) or OTEL_TRACES_EXPORTER=otlp"
         )
-    instrumentors = instrument_http_clients(provider)
+    instrumentors = instrument_http_clients(provider, lambda name: instrumentation_enabled(config, name))
     return TracingRuntime(
         config,
         tracker,

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from openai import AsyncOpenAI
+from opentelemetry import trace
 from pydantic import BaseModel
 
 from ha_agent_tracing._tracker import Metric, PerformanceTracker
@@ -93,9 +94,17 @@ class ChatService:
 
     async def chat(self, message: str, conversation_id: str | None, client_id: str) -> ChatResult:
         """Answer one chat message; raises :class:`RateLimited` or :class:`ModelError`."""
+        if trace.get_current_span().is_recording():
+            self.tracker.set_operation("chat_request")  # the server span is the report's root
+            return await self._chat(message, conversation_id, client_id)
+        # No server span (its instrumentation is off or excludes this URL): the request
+        # gets a root of its own, so its metrics still make one report.
+        with self.tracker.operation("chat_request"):
+            return await self._chat(message, conversation_id, client_id)
+
+    async def _chat(self, message: str, conversation_id: str | None, client_id: str) -> ChatResult:
         started = time.perf_counter()
         track = self.tracker.track
-        self.tracker.set_operation("chat_request")
 
         with track("rate_limit_check") as metric:
             allowed, retry_after = self.limiter.check(client_id)
