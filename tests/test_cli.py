@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -64,13 +65,24 @@ def test_unknown_command_is_a_usage_error() -> None:
     assert "invalid choice" in result.stderr
 
 
-def _serve_one_chat(tmp_path: Path, *flags: str) -> str:
-    """Run `ha-agent-tracing serve` with ``flags``, send one chat message, return its log."""
+TOKEN = "cli-test-token-0123456789"
+
+
+def _serve_one_chat(tmp_path: Path, *flags: str) -> tuple[str, list[dict[str, Any]]]:
+    """Run `ha-agent-tracing serve` with ``flags``, send one chat message; its log and stored reports."""
     command = shutil.which("ha-agent-tracing", path=str(Path(sys.executable).parent))
     assert command is not None
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OPENAI_", "HA_"))}
-    env.update({"HA_AGENT_PORT": str(port), "HA_AGENT_MODEL_LATENCY_MS": "0"})
+    env.update(
+        {
+            "HA_AGENT_PORT": str(port),
+            "HA_AGENT_MODEL_LATENCY_MS": "0",
+            "HA_AGENT_TRACING_REPORTS_API": "on",
+            "HA_AGENT_TRACING_API_TOKEN": TOKEN,
+        }
+    )
+    base = f"http://127.0.0.1:{port}"
     log = tmp_path / f"serve{'-'.join(flags)}.log"
     with log.open("w") as out:
         process = subprocess.Popen([command, "serve", *flags], stdout=out, stderr=subprocess.STDOUT, env=env)
@@ -79,18 +91,24 @@ def _serve_one_chat(tmp_path: Path, *flags: str) -> str:
         while True:
             assert process.poll() is None, log.read_text()
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.1)
-        answer = httpx.post(f"http://127.0.0.1:{port}/api/v1/chat", json={"message": "Hello"}, timeout=30)
+        answer = httpx.post(f"{base}/api/v1/chat", json={"message": "Turn off the kitchen light"}, timeout=30)
         assert answer.status_code == 200, log.read_text()
+        time.sleep(0.2)  # the report's background spans land
+        found = httpx.get(
+            f"{base}/api/v1/performance/reports", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10
+        )
+        assert found.status_code == 200, found.text
     finally:
         process.terminate()
         process.wait(15)
-    return log.read_text()
+    body = found.json()
+    return log.read_text(), body["reports"] if isinstance(body, dict) else body
 
 
 @pytest.mark.parametrize(("flags", "logged"), [((), True), (("--log-level", "warning"), False)])
@@ -98,6 +116,17 @@ def test_serve_log_level_rules_the_performance_lines(
     tmp_path: Path, flags: tuple[str, ...], logged: bool
 ) -> None:
     """Each request's [Performance] INFO line is logged at the default level, not under --log-level warning."""
-    output = _serve_one_chat(tmp_path, *flags)
+    output, _ = _serve_one_chat(tmp_path, *flags)
     assert ("[Performance] chat_request " in output) is logged, output
     assert "Traceback" not in output
+
+
+def test_serve_makes_one_report_per_chat_and_none_for_the_embedded_model(tmp_path: Path) -> None:
+    """The embedded model's requests add no reports: FastAPI's own telemetry stays off for it.
+
+    `serve` sets the global provider, which would otherwise turn that telemetry
+    on for every FastAPI app in the process, the model's stand-in included.
+    """
+    _, reports = _serve_one_chat(tmp_path, "--log-level", "warning")
+    assert [r["operation"] for r in reports] == ["chat_request"]
+    assert reports[0]["root_span"] == "POST /api/v1/chat"

@@ -8,12 +8,19 @@
   on sends through ``httpx2``; instrumenting ``httpx`` alone would miss every
   model call.
 
+FastAPI from 0.165 on also has OpenTelemetry support of its own, on by
+default as soon as a global tracer provider is set. It steps aside for an app
+that carries the instrumentation above; :func:`fastapi_native_telemetry_off`
+turns it off for apps that must not be traced at all (the embedded model
+server stands in for an outside service).
+
 Every call here is safe to repeat and undone by :func:`uninstrument`.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -21,12 +28,27 @@ from typing import Any
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.trace import TracerProvider
 
-__all__ = ["ALWAYS_EXCLUDED_URLS", "instrument_app", "instrument_http_clients", "uninstrument"]
+__all__ = [
+    "ALWAYS_EXCLUDED_URLS",
+    "fastapi_native_telemetry_off",
+    "instrument_app",
+    "instrument_http_clients",
+    "uninstrument",
+]
 
 logger = logging.getLogger("ha_agent_tracing")
 
 ALWAYS_EXCLUDED_URLS = "/api/v1/performance,/health,/healthz,/readyz,/livez"
 """URL patterns (regular expressions searched in the URL) that are never traced."""
+
+
+def fastapi_native_telemetry_off() -> dict[str, Any]:
+    """Keyword arguments for ``FastAPI(...)`` that keep FastAPI's own telemetry off (none before 0.165)."""
+    from fastapi import FastAPI
+
+    if "telemetry" not in inspect.signature(FastAPI.__init__).parameters:
+        return {}
+    return {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
 
 
 def instrument_app(app: Any, provider: TracerProvider | None, extra_excluded: str = "") -> bool:

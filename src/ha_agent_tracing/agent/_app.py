@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 from openai import AsyncOpenAI
 from pydantic import BaseModel, ConfigDict, Field
 
+from ha_agent_tracing._instrumentation import fastapi_native_telemetry_off
 from ha_agent_tracing._setup import get_tracker
 from ha_agent_tracing._tracker import PerformanceTracker
 from ha_agent_tracing.agent._background import BackgroundServer
@@ -162,7 +163,11 @@ def create_app(
             if model_server is not None:
                 model_server.stop()
 
-    app = FastAPI(title="Home Assistant agent (reference service)", lifespan=lifespan)
+    # Traced by configure_tracing() alone, so that OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=fastapi
+    # leaves it without server spans rather than handing it to FastAPI's own telemetry.
+    app = FastAPI(
+        title="Home Assistant agent (reference service)", lifespan=lifespan, **fastapi_native_telemetry_off()
+    )
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
 
     @app.post("/api/v1/chat", response_model=ChatResponse)

@@ -28,6 +28,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from ha_agent_tracing._instrumentation import fastapi_native_telemetry_off
 from ha_agent_tracing.agent._tokens import count_message_tokens, get_counter
 
 __all__ = ["create_model_app", "decide"]
@@ -170,7 +171,14 @@ def _error(status: int, message: str) -> JSONResponse:
 
 def create_model_app(latency_ms: int = 25) -> FastAPI:
     """The embedded model as an ASGI app (serve it with uvicorn)."""
-    app = FastAPI(title="embedded model", docs_url=None, redoc_url=None, openapi_url=None)
+    # A stand-in for the OpenAI API, an outside service: it makes no spans of its own.
+    app = FastAPI(
+        title="embedded model",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        **fastapi_native_telemetry_off(),
+    )
     counter = get_counter()
 
     @app.get("/v1/models")
