@@ -449,6 +449,22 @@ def _finished_request(names: tuple[str, ...]) -> tuple[ReadableSpan, list[Readab
     return root, children
 
 
+def test_by_default_as_many_requests_linger_as_the_store_keeps_reports() -> None:
+    """Spans of a request whose report has left the store are not held for late arrivals."""
+    store = ReportStore(max_reports=4)
+    processor = ReportProcessor(store)
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    tracker = PerformanceTracker(provider, store)
+    for _ in range(30):
+        with tracker.operation("r"), tracker.track("m"):
+            pass
+    stats = processor.stats()
+    assert stats["stored_reports"] == 4
+    assert stats["lingering_traces"] <= 5
+    assert stats["tracked_spans"] <= 5 * 2
+
+
 def test_a_pending_report_is_folded_on_first_read_and_again_only_when_spans_arrive() -> None:
     """Reads share one fold until a late span joins; the next read includes it."""
     root, children = _finished_request(("a", "b", "late"))

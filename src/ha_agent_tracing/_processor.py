@@ -96,7 +96,9 @@ class ReportProcessor(SpanProcessor):
         max_pending_traces: most unfinished requests tracked at once.
         pending_timeout_s: a request whose root has not ended by then is dropped.
         late_span_window_s: how long after its root ends a request still takes spans.
-        max_lingering_traces: most finished requests held for late spans (their reports only).
+        max_lingering_traces: most finished requests held for late spans; by default as many
+            as the store keeps reports (a request whose report has left the store has
+            nothing left to amend, and holding its spans would only cost memory).
         is_metric: which spans become report metrics; by default the tracker's.
         clock: a monotonic clock in seconds (tests pass their own).
     """
@@ -108,7 +110,7 @@ class ReportProcessor(SpanProcessor):
         max_pending_traces: int = 10_000,
         pending_timeout_s: float = 300.0,
         late_span_window_s: float = 10.0,
-        max_lingering_traces: int = 1000,
+        max_lingering_traces: int | None = None,
         is_metric: Callable[[ReadableSpan], bool] = is_tracked_metric,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -116,11 +118,15 @@ class ReportProcessor(SpanProcessor):
             raise ValueError(f"max_pending_traces must be greater than 0, not {max_pending_traces!r}")
         if pending_timeout_s <= 0 or late_span_window_s <= 0:
             raise ValueError("pending_timeout_s and late_span_window_s must be greater than 0")
+        if max_lingering_traces is not None and max_lingering_traces < 0:
+            raise ValueError(f"max_lingering_traces must be 0 or more, not {max_lingering_traces!r}")
         self.store = store if store is not None else ReportStore()
         self._max_pending = max_pending_traces
         self._timeout = pending_timeout_s
         self._window = late_span_window_s
-        self._max_lingering = max_lingering_traces
+        self._max_lingering = (
+            max_lingering_traces if max_lingering_traces is not None else self.store.max_reports
+        )
         self._is_metric = is_metric
         self._clock = clock
         self._lock = threading.Lock()
