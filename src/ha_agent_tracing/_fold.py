@@ -118,13 +118,11 @@ def fold(
     if root_ctx is None:
         raise ValueError("a span without a context cannot be folded")
     root_start = root.start_time or 0
-    members = [s for s in spans if s.context is not None and s.context.span_id != root_ctx.span_id]
-    names = {_span_id(s): s.name for s in members if is_metric(s)}
-    metrics = [
-        fold_metric(span, root_start, names)
-        for span in sorted(members, key=lambda s: s.start_time or 0)
-        if is_metric(span)
-    ]
+    root_id = root_ctx.span_id
+    tracked = [s for s in spans if _span_id(s) != root_id and is_metric(s)]
+    tracked.sort(key=lambda s: s.start_time or 0)
+    names = {_span_id(s): s.name for s in tracked}
+    metrics = [fold_metric(span, root_start, names) for span in tracked]
     report: Report = {
         "operation": operation_name(root, spans),
         "total_duration": _ms(root.start_time, root.end_time),
