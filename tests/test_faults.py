@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from ha_agent_tracing import shutdown_tracing
+from ha_agent_tracing import load_config, shutdown_tracing
+from ha_agent_tracing._exporters import CountingBatchProcessor, CountingExporter
 from ha_agent_tracing.agent._background import free_port
 
 from .agent_harness import Agent, running_agent
@@ -139,3 +144,29 @@ def test_an_endpoint_unreachable_at_startup(caplog: pytest.LogCaptureFixture) ->
     assert stats["failing"] is True
     assert stats["exported_spans"] == 0
     assert len(export_warnings(caplog, "failed;")) == 1
+
+
+def test_spans_that_find_the_export_queue_full_are_counted() -> None:
+    """While the exporter is stuck, a full queue drops spans; each drop is counted, none raises."""
+    release = threading.Event()
+
+    class Stuck(SpanExporter):
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            release.wait(10)
+            return SpanExportResult.SUCCESS
+
+    config = load_config({}, bsp_max_queue_size=2, bsp_max_export_batch_size=1, bsp_schedule_delay_ms=10)
+    processor = CountingBatchProcessor(CountingExporter(Stuck(), "stuck"), config)
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("t")
+    with tracer.start_as_current_span("first"):
+        pass
+    wait_until(lambda: len(processor._batch_processor._queue) == 0, 5, "the worker to take the first span")
+    for n in range(20):
+        with tracer.start_as_current_span(f"s{n}"):
+            pass
+    dropped = processor.stats()["queue_dropped_spans"]
+    release.set()
+    provider.shutdown()
+    assert dropped == 18  # 2 fit in the queue while the first export is stuck

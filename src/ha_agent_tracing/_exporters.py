@@ -115,9 +115,10 @@ class CountingBatchProcessor(BatchSpanProcessor):
 
     def on_end(self, span: ReadableSpan) -> None:
         """Queue a sampled span for export, counting it when the queue is full."""
-        if span.context is not None and span.context.trace_flags.sampled:
-            queue = getattr(self._batch_processor, "_queue", ())
-            if len(queue) >= self._max_queue:
+        # The queue length first: it is almost never full, and cheaper to read than the flags.
+        if len(getattr(self._batch_processor, "_queue", ())) >= self._max_queue:
+            ctx = span.context
+            if ctx is not None and ctx.trace_flags.sampled:
                 self.queue_dropped += 1
         super().on_end(span)
 
