@@ -144,8 +144,8 @@ def test_the_protocol_picks_the_exporter(provider: TracerProvider, protocol: str
     assert type(batch.exporter.delegate).__module__.startswith(module)
 
 
-def test_shutdown_is_bounded_when_the_collector_never_answers() -> None:
-    """A collector that accepts connections but never replies cannot hold shutdown past its bound."""
+def test_shutdown_is_bounded_when_the_collector_never_answers(caplog: pytest.LogCaptureFixture) -> None:
+    """A collector that never replies cannot hold shutdown past its bound; the spans left are counted."""
     # Its own provider: the exporter stays stuck after the bounded shutdown returns, and a
     # second, unbounded SDK shutdown of that provider would wait for it.
     provider = TracerProvider(shutdown_on_exit=False)
@@ -168,6 +168,9 @@ def test_shutdown_is_bounded_when_the_collector_never_answers() -> None:
         elapsed = time.monotonic() - started
     assert finished is False
     assert elapsed < 2.0
+    warnings = [r.getMessage() for r in caplog.records if "did not finish" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "about 10 spans, queued or being sent" in warnings[0]
 
 
 def test_shutdown_is_quick_when_nothing_is_exported(provider: TracerProvider) -> None:

@@ -39,16 +39,25 @@ class CountingExporter(SpanExporter):
         self._failing = False
         self.exported = 0
         self.failed = 0
+        self._in_flight = 0
         self._errors = InternalErrors(f"exporter to {target}")
+
+    @property
+    def in_flight(self) -> int:
+        """Spans handed to the delegate whose export has not returned yet."""
+        return self._in_flight
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Export a batch; never raises."""
+        with self._lock:
+            self._in_flight += len(spans)
         try:
             result = self.delegate.export(spans)
         except Exception as exc:  # noqa: BLE001 - a broken exporter must not reach the worker thread
             self._errors.record(exc)
             result = SpanExportResult.FAILURE
         with self._lock:
+            self._in_flight -= len(spans)
             if result is SpanExportResult.SUCCESS:
                 self.exported += len(spans)
                 recovered, self._failing = self._failing, False

@@ -293,10 +293,12 @@ def shutdown_tracing(timeout_s: float | None = None) -> bool:
     finished = done.wait(bound)
     if not finished:
         lost = sum(
-            len(getattr(getattr(e, "_batch_processor", None), "_queue", ())) for e in runtime.exporters
+            len(getattr(getattr(e, "_batch_processor", None), "_queue", ())) + e.exporter.in_flight
+            for e in runtime.exporters
         )
         logger.warning(
-            "tracing shutdown did not finish within %.1f s; about %d queued spans were not exported",
+            "tracing shutdown did not finish within %.1f s; about %d spans, queued or being sent, "
+            "were not exported",
             bound,
             lost,
         )
