@@ -371,7 +371,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="few iterations: checks that everything runs")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
-    rounds, repeat, service_rounds, per_round = (3, 50, 2, 10) if args.quick else (15, 400, 8, 60)
+    rounds, repeat, service_rounds, per_round = (3, 50, 2, 10) if args.quick else (15, 400, 12, 80)
     with tempfile.TemporaryDirectory() as workdir:
         results: dict[str, Any] = {
             "quick": args.quick,
