@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -91,3 +95,31 @@ def running_agent(**overrides: Any) -> Iterator[Agent]:
         shutdown_tracing()
         get_tracker().clear_reports()
         provider.shutdown()
+
+
+@contextmanager
+def serve_command(env: dict[str, str], log: Path, *flags: str) -> Iterator[str]:
+    """`ha-agent-tracing serve` in a subprocess with ``env`` (its port in HA_AGENT_PORT); its base URL.
+
+    Waits until /health answers; stops the process on exit. Output goes to ``log``.
+    """
+    command = shutil.which("ha-agent-tracing", path=str(Path(sys.executable).parent))
+    assert command is not None
+    base = f"http://127.0.0.1:{env['HA_AGENT_PORT']}"
+    with log.open("w") as out:
+        process = subprocess.Popen([command, "serve", *flags], stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, log.read_text()
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(15)

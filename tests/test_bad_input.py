@@ -5,10 +5,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +18,7 @@ from ha_agent_tracing._config import SETTINGS
 from ha_agent_tracing.agent._background import free_port
 from ha_agent_tracing.agent._settings import AGENT_SETTINGS
 
-from .agent_harness import Agent, running_agent
+from .agent_harness import Agent, running_agent, serve_command
 
 # Printable ASCII; surrounding spaces stripped, as no HTTP client can send them.
 HEADER_TEXT = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=300).map(
@@ -97,8 +93,6 @@ def test_attribute_values_over_the_length_limit_are_cut_everywhere() -> None:
 
 def test_the_service_starts_and_answers_with_garbage_in_every_variable(tmp_path: Path) -> None:
     """`ha-agent-tracing serve` with every variable it reads set to garbage: warnings, then service."""
-    command = shutil.which("ha-agent-tracing", path=str(Path(sys.executable).parent))
-    assert command is not None
     port = free_port()
     garbage = "\u2603 not-a-valid-value ,=,="
     free_text = {"OTEL_SERVICE_NAME", "OTEL_PYTHON_FASTAPI_EXCLUDED_URLS", "OTEL_PYTHON_EXCLUDED_URLS"}
@@ -111,25 +105,8 @@ def test_the_service_starts_and_answers_with_garbage_in_every_variable(tmp_path:
     env["OTEL_PYTHON_FASTAPI_EXCLUDED_URLS"] = "(((unbalanced"
     env["HA_AGENT_PORT"] = str(port)
     log = tmp_path / "serve.log"
-    with log.open("w") as out:
-        process = subprocess.Popen([command, "serve"], stdout=out, stderr=subprocess.STDOUT, env=env)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
-        answer = httpx.post(
-            f"http://127.0.0.1:{port}/api/v1/chat", json={"message": "Which lights are on?"}, timeout=30
-        )
-    finally:
-        process.terminate()
-        process.wait(15)
+    with serve_command(env, log) as base:
+        answer = httpx.post(f"{base}/api/v1/chat", json={"message": "Which lights are on?"}, timeout=30)
     output = log.read_text()
     assert answer.status_code == 200, output
     assert "Kitchen Light" in answer.json()["message"]

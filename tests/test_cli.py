@@ -15,6 +15,8 @@ import pytest
 
 from ha_agent_tracing.agent._background import free_port
 
+from .agent_harness import serve_command
+
 METRICS = [
     "openai_api_call",
     "tool_execution",
@@ -70,33 +72,17 @@ TOKEN = "cli-test-token-0123456789"
 
 def _serve_one_chat(tmp_path: Path, *flags: str) -> tuple[str, list[dict[str, Any]]]:
     """Run `ha-agent-tracing serve` with ``flags``, send one chat message; its log and stored reports."""
-    command = shutil.which("ha-agent-tracing", path=str(Path(sys.executable).parent))
-    assert command is not None
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OPENAI_", "HA_"))}
     env.update(
         {
-            "HA_AGENT_PORT": str(port),
+            "HA_AGENT_PORT": str(free_port()),
             "HA_AGENT_MODEL_LATENCY_MS": "0",
             "HA_AGENT_TRACING_REPORTS_API": "on",
             "HA_AGENT_TRACING_API_TOKEN": TOKEN,
         }
     )
-    base = f"http://127.0.0.1:{port}"
     log = tmp_path / f"serve{'-'.join(flags)}.log"
-    with log.open("w") as out:
-        process = subprocess.Popen([command, "serve", *flags], stdout=out, stderr=subprocess.STDOUT, env=env)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
+    with serve_command(env, log, *flags) as base:
         answer = httpx.post(f"{base}/api/v1/chat", json={"message": "Turn off the kitchen light"}, timeout=30)
         assert answer.status_code == 200, log.read_text()
         time.sleep(0.2)  # the report's background spans land
@@ -104,9 +90,6 @@ def _serve_one_chat(tmp_path: Path, *flags: str) -> tuple[str, list[dict[str, An
             f"{base}/api/v1/performance/reports", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10
         )
         assert found.status_code == 200, found.text
-    finally:
-        process.terminate()
-        process.wait(15)
     body = found.json()
     return log.read_text(), body["reports"] if isinstance(body, dict) else body
 
