@@ -6,6 +6,7 @@ import asyncio
 import random
 import threading
 import time
+from typing import Any
 
 import pytest
 from opentelemetry import context as context_api
@@ -21,6 +22,7 @@ from ha_agent_tracing import (
     RecordUnsampled,
     ReportProcessor,
     ReportStore,
+    _fold,
 )
 from ha_agent_tracing._fold import FoldOnRead
 from ha_agent_tracing._processor import _IS_REMOTE, _SPAN_ID, _TRACE_ID, is_tracked_metric
@@ -508,3 +510,25 @@ def test_span_context_is_read_as_the_tuple_its_type_declares() -> None:
     """The processor indexes SpanContext (trace id, span id, is_remote); the API's layout must hold."""
     ctx = SpanContext(trace_id=0xABC, span_id=0xDEF, is_remote=True, trace_flags=TraceFlags(1))
     assert (ctx[_TRACE_ID], ctx[_SPAN_ID], ctx[_IS_REMOTE]) == (0xABC, 0xDEF, True)
+
+
+def test_reports_are_folded_when_read_not_when_logged(
+    tracing: Tracing, lib_logs: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The request path (INFO line included) builds no report; the first read does, once."""
+    calls: list[str] = []
+    real_fold = _fold.fold
+
+    def counting_fold(root: ReadableSpan, *args: Any) -> dict[str, Any]:
+        calls.append(root.name)
+        return real_fold(root, *args)
+
+    monkeypatch.setattr(_fold, "fold", counting_fold)
+    for n in range(3):
+        with tracing.tracker.operation(f"op{n}"), tracing.tracker.track("m"):
+            pass
+    assert len([r for r in lib_logs.records if "[Performance]" in r.getMessage()]) == 3
+    assert calls == []
+    assert [r["operation"] for r in tracing.tracker.get_reports()] == ["op0", "op1", "op2"]
+    tracing.tracker.get_summary()
+    assert calls == ["op0", "op1", "op2"]

@@ -21,6 +21,7 @@ digits), ``span_id``, ``status``, ``sampled``, and per metric ``start_offset``
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -42,6 +43,11 @@ def _ms(start: int | None, end: int | None) -> float:
     if start is None or end is None:
         return 0.0
     return (end - start) / _NS_PER_MS
+
+
+def _duration_ns(span: ReadableSpan) -> int:
+    start, end = span.start_time, span.end_time
+    return end - start if start is not None and end is not None else 0
 
 
 def _span_id(span: ReadableSpan) -> int:
@@ -163,6 +169,23 @@ class FoldOnRead:
         self._is_metric = is_metric
         self._on_error = on_error
         self._cached: tuple[int, Report] | None = None
+
+    def headline(self, slowest: int = 3) -> tuple[str, float, str, list[tuple[str, float]]]:
+        """Operation, total ms, trace id and the ``slowest`` metrics (name, ms), without folding.
+
+        What the per-request log line needs, read straight from the spans, so that
+        logging each request does not build its report on the request's thread.
+        """
+        root = self._root
+        spans = self._spans[:]
+        tracked = [s for s in spans if self._is_metric(s) and s is not root]
+        longest = heapq.nlargest(slowest, tracked, key=_duration_ns)
+        return (
+            operation_name(root, spans),
+            _ms(root.start_time, root.end_time),
+            f"{self.key[0]:032x}",
+            [(s.name, _duration_ns(s) / _NS_PER_MS) for s in longest],
+        )
 
     def report(self) -> Report | None:
         """The report, folded now if spans arrived since the last read; ``None`` if folding failed."""

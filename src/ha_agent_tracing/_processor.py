@@ -285,15 +285,12 @@ class ReportProcessor(SpanProcessor):
 def _log_report(pending: FoldOnRead) -> None:
     if not logger.isEnabledFor(logging.INFO):
         return
-    report = pending.report()
-    if report is None:
-        return
-    slowest = sorted(report["metrics"], key=lambda m: m["duration"], reverse=True)[:3]
+    operation, total_ms, trace_id, slowest = pending.headline()
     logger.info(
         "[Performance] %s %.2f ms (trace %s)%s%s",
-        report["operation"],
-        report["total_duration"],
-        report["trace_id"],
+        operation,
+        total_ms,
+        trace_id,
         "; slowest: " if slowest else "",
-        ", ".join(f"{m['name']} {m['duration']:.2f} ms" for m in slowest),
+        ", ".join(f"{name} {ms:.2f} ms" for name, ms in slowest),
     )
