@@ -62,11 +62,14 @@ def is_tracked_metric(span: ReadableSpan) -> bool:
 
 
 class _Group:
-    """The spans of one local root while it runs; its pending report once the root ended."""
+    """One local root's request: its members' span ids and its finished spans.
+
+    ``spans`` never changes identity: once the root ends, the pending report
+    in the store reads this same list, and late spans are appended to it.
+    """
 
     __slots__ = (
         "members",
-        "pending",
         "published",
         "reportable",
         "root_id",
@@ -83,7 +86,6 @@ class _Group:
         self.started = started
         self.members: list[int] = [root_id]
         self.spans: list[ReadableSpan] = []
-        self.pending: FoldOnRead | None = None
         self.published = False
         self.until = 0.0
 
@@ -242,8 +244,7 @@ class ReportProcessor(SpanProcessor):
             self._counts["unreported_traces"] += 1
             return None
         self._counts["reports"] += 1
-        group.pending = FoldOnRead(root, group.spans, self._is_metric, self._errors.record)
-        return group.pending
+        return FoldOnRead(root, group.spans, self._is_metric, self._errors.record)
 
     def _sweep(self, now: float) -> list[_Group]:
         """Drop expired groups; called with the lock held, O(1) amortised."""
