@@ -18,8 +18,8 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from ha_agent_tracing import load_config, shutdown_tracing
-from ha_agent_tracing._exporters import CountingBatchProcessor, CountingExporter
 from ha_agent_tracing.agent._background import free_port
+from ha_agent_tracing.telemetry._exporters import CountingBatchProcessor, CountingExporter
 
 from .agent_harness import Agent, running_agent
 from .receivers import Rotel

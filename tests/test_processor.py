@@ -22,10 +22,10 @@ from ha_agent_tracing import (
     RecordUnsampled,
     ReportProcessor,
     ReportStore,
-    _fold,
 )
-from ha_agent_tracing._fold import FoldOnRead
-from ha_agent_tracing._processor import _IS_REMOTE, _SPAN_ID, _TRACE_ID, is_tracked_metric
+from ha_agent_tracing.reports import _fold
+from ha_agent_tracing.reports._fold import FoldOnRead
+from ha_agent_tracing.reports._processor import _IS_REMOTE, _SPAN_ID, _TRACE_ID, is_tracked_metric
 
 from .conftest import Tracing, make_tracing
 

@@ -17,8 +17,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from ha_agent_tracing import configure_tracing, get_tracker, shutdown_tracing
-from ha_agent_tracing._exporters import CountingBatchProcessor
 from ha_agent_tracing.agent._background import BackgroundServer
+from ha_agent_tracing.telemetry._exporters import CountingBatchProcessor
 
 
 def make_app() -> FastAPI:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from ha_agent_tracing import ReportStore, summarize
-from ha_agent_tracing._store import percentile
+from ha_agent_tracing.reports._store import percentile
 
 
 def report(

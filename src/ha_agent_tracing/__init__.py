@@ -30,10 +30,6 @@ from ha_agent_tracing._config import TracingConfig, load_config, protect_opentel
 # time on some bad variables: a typo in the environment must not stop the app.
 protect_opentelemetry_imports()
 
-from ha_agent_tracing._exporters import CountingExporter
-from ha_agent_tracing._fold import OPERATION_ATTRIBUTE, Report, fold
-from ha_agent_tracing._processor import TRACER_NAME, ReportProcessor, is_tracked_metric
-from ha_agent_tracing._sampling import RecordUnsampled
 from ha_agent_tracing._setup import (
     TracingRuntime,
     configure_tracing,
@@ -41,9 +37,20 @@ from ha_agent_tracing._setup import (
     get_tracker,
     shutdown_tracing,
 )
-from ha_agent_tracing._store import ReportStore, summarize
 from ha_agent_tracing._tracker import Metric, PerformanceTracker
 from ha_agent_tracing._version import __version__
+from ha_agent_tracing.reports import (
+    OPERATION_ATTRIBUTE,
+    TRACER_NAME,
+    Report,
+    ReportProcessor,
+    ReportStore,
+    fold,
+    is_tracked_metric,
+    summarize,
+)
+from ha_agent_tracing.telemetry._exporters import CountingExporter
+from ha_agent_tracing.telemetry._sampling import RecordUnsampled
 
 __all__ = [
     "OPERATION_ATTRIBUTE",

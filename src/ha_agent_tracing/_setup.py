@@ -33,12 +33,12 @@ from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.version import __version__ as sdk_version
 
 from ha_agent_tracing._config import TracingConfig, instrumentation_enabled, load_config
-from ha_agent_tracing._exporters import CountingBatchProcessor, build_exporters
-from ha_agent_tracing._instrumentation import instrument_app, instrument_http_clients, uninstrument
-from ha_agent_tracing._processor import ReportProcessor
-from ha_agent_tracing._sampling import RecordUnsampled, build_sampler
-from ha_agent_tracing._store import ReportStore
 from ha_agent_tracing._tracker import PerformanceTracker
+from ha_agent_tracing.reports._processor import ReportProcessor
+from ha_agent_tracing.reports._store import ReportStore
+from ha_agent_tracing.telemetry._exporters import CountingBatchProcessor, build_exporters
+from ha_agent_tracing.telemetry._instrumentation import instrument_app, instrument_http_clients, uninstrument
+from ha_agent_tracing.telemetry._sampling import RecordUnsampled, build_sampler
 
 __all__ = ["TracingRuntime", "configure_tracing", "get_runtime", "get_tracker", "shutdown_tracing"]
 

@@ -30,10 +30,10 @@ from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, Span, Status, StatusCode, Tracer, TracerProvider
 
 from ha_agent_tracing._attributes import keyword_attributes, to_attribute_value, to_attributes
-from ha_agent_tracing._fold import OPERATION_ATTRIBUTE, Report
-from ha_agent_tracing._processor import TRACER_NAME
-from ha_agent_tracing._store import ReportStore
 from ha_agent_tracing._version import __version__
+from ha_agent_tracing.reports._fold import OPERATION_ATTRIBUTE, Report
+from ha_agent_tracing.reports._processor import TRACER_NAME
+from ha_agent_tracing.reports._store import ReportStore
 
 __all__ = ["Metric", "PerformanceTracker"]
 

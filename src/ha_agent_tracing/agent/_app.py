@@ -21,7 +21,6 @@ from fastapi.responses import JSONResponse
 from openai import AsyncOpenAI
 from pydantic import BaseModel, ConfigDict, Field
 
-from ha_agent_tracing._instrumentation import fastapi_native_telemetry_off
 from ha_agent_tracing._setup import get_tracker
 from ha_agent_tracing._tracker import PerformanceTracker
 from ha_agent_tracing.agent._background import BackgroundServer
@@ -32,6 +31,7 @@ from ha_agent_tracing.agent._model_server import create_model_app
 from ha_agent_tracing.agent._rate_limit import RateLimiter
 from ha_agent_tracing.agent._reports_api import reports_router
 from ha_agent_tracing.agent._settings import AgentSettings, load_agent_settings
+from ha_agent_tracing.telemetry._instrumentation import fastapi_native_telemetry_off
 
 __all__ = ["ChatRequest", "ChatResponse", "create_app"]
 

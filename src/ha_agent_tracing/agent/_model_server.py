@@ -28,8 +28,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from ha_agent_tracing._instrumentation import fastapi_native_telemetry_off
 from ha_agent_tracing.agent._tokens import count_message_tokens, get_counter
+from ha_agent_tracing.telemetry._instrumentation import fastapi_native_telemetry_off
 
 __all__ = ["create_model_app", "decide"]
 

@@ -2,7 +2,7 @@
 
 The store keeps the newest ``max_reports`` reports (100 by default, as the
 reference document says) in arrival order. The report processor puts a
-:class:`~ha_agent_tracing._fold.FoldOnRead` per request: its spans, folded into
+:class:`~ha_agent_tracing.reports._fold.FoldOnRead` per request: its spans, folded into
 the report on the first query that needs it (late spans fold in on the next).
 Ready-made report dicts can be put too; a newer version of one replaces it in
 place and an older version never overwrites a newer one.
@@ -21,7 +21,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
-from ha_agent_tracing._fold import FoldOnRead, Report
+from ha_agent_tracing.reports._fold import FoldOnRead, Report
 
 __all__ = ["ReportStore", "percentile", "summarize"]
 

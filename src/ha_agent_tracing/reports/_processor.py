@@ -39,9 +39,9 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanKind
 
-from ha_agent_tracing._fold import FoldOnRead
 from ha_agent_tracing._internal import InternalErrors, RateLimitedWarning
-from ha_agent_tracing._store import ReportStore
+from ha_agent_tracing.reports._fold import FoldOnRead
+from ha_agent_tracing.reports._store import ReportStore
 
 __all__ = ["TRACER_NAME", "ReportProcessor", "is_tracked_metric"]
 
