@@ -114,6 +114,33 @@ def test_over_the_rate_limit_is_429_with_retry_after_and_still_reported() -> Non
     assert last["metrics"][0]["metadata"]["exceeded"] is True
 
 
+def openai_messages(recorded: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The OpenAI chat messages that GenAI-convention messages (parts) were recorded from."""
+    messages: list[dict[str, Any]] = []
+    for message in recorded:
+        parts = message["parts"]
+        if message["role"] == "tool":
+            (part,) = parts
+            response = part["response"]
+            content = response if isinstance(response, str) else json.dumps(response)
+            messages.append({"role": "tool", "tool_call_id": part["id"], "content": content})
+            continue
+        text = "".join(p["content"] for p in parts if p["type"] == "text")
+        entry: dict[str, Any] = {"role": message["role"], "content": text or None}
+        calls = [p for p in parts if p["type"] == "tool_call"]
+        if calls:
+            entry["tool_calls"] = [
+                {
+                    "id": c["id"],
+                    "type": "function",
+                    "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])},
+                }
+                for c in calls
+            ]
+        messages.append(entry)
+    return messages
+
+
 def test_report_token_counts_equal_the_models_usage() -> None:
     """Re-sending the recorded prompt to the model gives exactly the usage in the report."""
     with running_agent(capture_message_content=True) as agent:
@@ -135,10 +162,10 @@ def test_report_token_counts_equal_the_models_usage() -> None:
         try:
             found = []
             for call in calls:
-                messages = json.loads(call["metadata"]["gen_ai.input.messages"])
+                messages = openai_messages(json.loads(call["metadata"]["gen_ai.input.messages"]))
                 answer = await client.chat.completions.create(
                     model="gpt-4o-mini",
-                    messages=messages,
+                    messages=messages,  # type: ignore[arg-type]
                     tools=TOOL_SCHEMAS,  # type: ignore[arg-type]
                 )
                 assert answer.usage is not None

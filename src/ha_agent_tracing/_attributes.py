@@ -13,10 +13,26 @@ from typing import Any
 
 from opentelemetry.util.types import AttributeValue
 
-__all__ = ["RESERVED_PREFIX", "keyword_attributes", "to_attribute_value", "to_attributes"]
+__all__ = [
+    "NOT_METADATA",
+    "RESERVED_PREFIX",
+    "SCHEMA_URL",
+    "SEMCONV_VERSION",
+    "keyword_attributes",
+    "to_attribute_value",
+    "to_attributes",
+]
 
 RESERVED_PREFIX = "ha_agent_tracing."
 """Attributes under this prefix are the library's own and stay out of report metadata."""
+
+NOT_METADATA = frozenset({"openinference.span.kind"})
+"""Attributes for trace viewers that are no metric's metadata either."""
+
+SEMCONV_VERSION = "1.41.0"
+"""The semantic-conventions release the spans follow (its GenAI attributes in particular)."""
+SCHEMA_URL = f"https://opentelemetry.io/schemas/{SEMCONV_VERSION}"
+"""The ``schema_url`` of the tracker's tracer."""
 
 _PRIMITIVES = (bool, str, int, float)
 

@@ -10,6 +10,7 @@ once here instead of raising deep inside the SDK.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, fields
 from typing import Any, Literal
@@ -35,6 +36,9 @@ from ha_agent_tracing._settings import (
 
 Protocol = Literal["grpc", "http/protobuf"]
 Compression = Literal["gzip", "deflate", "none"]
+CaptureMode = Literal["no_content", "span_only", "event_only", "span_and_event"]
+"""Where GenAI content goes, as in the official GenAI instrumentation."""
+CAPTURE_MODES: tuple[CaptureMode, ...] = ("no_content", "span_only", "event_only", "span_and_event")
 
 DEFAULT_SERVICE_NAME = "ha-ai-agent-service"
 _EXPORTERS = ("otlp", "console", "none")
@@ -46,6 +50,27 @@ _SAMPLERS = (
     "parentbased_always_off",
     "parentbased_traceidratio",
 )
+
+
+def _capture_mode(raw: str) -> CaptureMode:
+    lowered = raw.lower()
+    if lowered in CAPTURE_MODES:
+        return lowered  # type: ignore[return-value]
+    if lowered in ("true", "false"):
+        return "span_only" if lowered == "true" else "no_content"
+    raise InvalidValue("expected one of " + ", ".join(CAPTURE_MODES) + ", true or false")
+
+
+_DETECTOR_NAME = re.compile(r"^(\*|[a-z0-9_.-]+)$")
+
+
+def _detector_names(raw: str) -> tuple[str, ...]:
+    entries = names(raw)
+    good = tuple(entry for entry in entries if _DETECTOR_NAME.match(entry))
+    bad = [entry for entry in entries if entry not in good]
+    if bad:
+        raise InvalidValue(f"{', '.join(map(repr, bad))} cannot be detector names", fallback=good)
+    return good
 
 
 def _protocol(raw: str) -> str:
@@ -61,7 +86,12 @@ def _protocol(raw: str) -> str:
 
 
 SERVICE_NAME = Setting(
-    "service_name", ("OTEL_SERVICE_NAME",), text, DEFAULT_SERVICE_NAME, "`service.name` of every span"
+    "service_name",
+    ("OTEL_SERVICE_NAME",),
+    text,
+    None,
+    "`service.name` of every span; unset: `service.name` in `OTEL_RESOURCE_ATTRIBUTES`, "
+    f"else `{DEFAULT_SERVICE_NAME}`",
 )
 RESOURCE_ATTRIBUTES = Setting(
     "resource_attributes",
@@ -228,9 +258,19 @@ DISABLED_INSTRUMENTATIONS = Setting(
 CAPTURE_MESSAGE_CONTENT = Setting(
     "capture_message_content",
     ("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",),
-    boolean,
-    False,
-    "`true` records chat text and tool arguments; by default only their lengths",
+    _capture_mode,
+    "no_content",
+    "where chat text, tool arguments and results are recorded, as the official GenAI instrumentation "
+    "reads it: `span_only`, `event_only`, `span_and_event` or `no_content` (only their lengths); "
+    "`true` is `span_only`, `false` `no_content`",
+)
+RESOURCE_DETECTORS = Setting(
+    "resource_detectors",
+    ("OTEL_EXPERIMENTAL_RESOURCE_DETECTORS",),
+    _detector_names,
+    (),
+    "resource detectors of the OpenTelemetry SDK to run, a comma list (`process`, `os`, `host`, or any "
+    "installed `opentelemetry_resource_detector` entry point); unknown names are ignored with a warning",
 )
 MAX_REPORTS = Setting(
     "max_reports",
@@ -282,7 +322,7 @@ SETTINGS: tuple[Setting[Any], ...] = (
     SDK_DISABLED, ATTRIBUTE_VALUE_LENGTH_LIMIT, SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT, ATTRIBUTE_COUNT_LIMIT,
     SPAN_ATTRIBUTE_COUNT_LIMIT, SPAN_EVENT_COUNT_LIMIT, SPAN_LINK_COUNT_LIMIT, FASTAPI_EXCLUDED_URLS,
     CAPTURE_MESSAGE_CONTENT, MAX_REPORTS, MAX_PENDING_TRACES, PENDING_TIMEOUT_S, LATE_SPAN_WINDOW_S,
-    SHUTDOWN_TIMEOUT_S, REPORT_UNSAMPLED, HTTPX_EXCLUDED_URLS, DISABLED_INSTRUMENTATIONS,
+    SHUTDOWN_TIMEOUT_S, REPORT_UNSAMPLED, HTTPX_EXCLUDED_URLS, DISABLED_INSTRUMENTATIONS, RESOURCE_DETECTORS,
 )  # fmt: skip
 
 # Read by OpenTelemetry itself, and fatal when bad, before load_config() could
@@ -338,7 +378,8 @@ class TracingConfig:
     fastapi_excluded_urls: str
     httpx_excluded_urls: str
     disabled_instrumentations: tuple[str, ...]
-    capture_message_content: bool
+    capture_message_content: CaptureMode
+    resource_detectors: tuple[str, ...]
     max_reports: int
     max_pending_traces: int
     pending_timeout_s: float
@@ -367,6 +408,11 @@ def load_config(environ: Mapping[str, str] | None = None, **overrides: Any) -> T
         overrides["traces_exporter"] = ",".join(overrides["traces_exporter"])
     reader = SettingsReader(os.environ if environ is None else environ, overrides)
     values: dict[str, Any] = {s.name: reader.get(s) for s in SETTINGS}
+    # The specification's order: OTEL_SERVICE_NAME, then service.name in
+    # OTEL_RESOURCE_ATTRIBUTES, then the default.
+    values["service_name"] = (
+        values["service_name"] or values["resource_attributes"].get("service.name") or DEFAULT_SERVICE_NAME
+    )
 
     protocol: Protocol = values["otlp_protocol"]
     endpoint = values.pop("otlp_traces_endpoint")

@@ -126,8 +126,10 @@ class SettingsReader:
                 self._warn(var, raw, exc, used)
 
     def _from_argument(self, setting: Setting[T], value: Any) -> T:
+        if isinstance(value, bool) and setting.parse is not boolean:
+            value = str(value).lower()  # e.g. a capture mode, where `true` is one of the words
         if not isinstance(value, str):
-            return value
+            return value  # type: ignore[no-any-return]
         try:
             return setting.parse(value.strip())
         except InvalidValue as exc:

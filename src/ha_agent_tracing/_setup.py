@@ -34,10 +34,13 @@ from opentelemetry.sdk.version import __version__ as sdk_version
 
 from ha_agent_tracing._config import TracingConfig, instrumentation_enabled, load_config
 from ha_agent_tracing._tracker import PerformanceTracker
+from ha_agent_tracing._version import __version__
 from ha_agent_tracing.reports._processor import ReportProcessor
 from ha_agent_tracing.reports._store import ReportStore
 from ha_agent_tracing.telemetry._exporters import CountingBatchProcessor, build_exporters
+from ha_agent_tracing.telemetry._genai import GenAISpanWatcher
 from ha_agent_tracing.telemetry._instrumentation import instrument_app, instrument_http_clients, uninstrument
+from ha_agent_tracing.telemetry._resource import detect_resource
 from ha_agent_tracing.telemetry._sampling import RecordUnsampled, build_sampler
 
 __all__ = ["TracingRuntime", "configure_tracing", "get_runtime", "get_tracker", "shutdown_tracing"]
@@ -92,13 +95,16 @@ def get_runtime() -> TracingRuntime | None:
 
 
 def _resource(config: TracingConfig) -> Resource:
-    # Built directly rather than by Resource.create(), which would parse
+    # Built here rather than by Resource.create(), which would parse
     # OTEL_RESOURCE_ATTRIBUTES a second time with its own error handling.
+    # Later entries win: detectors, then our defaults, then the user's attributes.
     return Resource(
         {
             "telemetry.sdk.language": "python",
             "telemetry.sdk.name": "opentelemetry",
             "telemetry.sdk.version": sdk_version,
+            **detect_resource(config.resource_detectors),
+            "service.version": __version__,
             **config.resource_attributes,
             "service.name": config.service_name,
         }
@@ -158,6 +164,8 @@ def _attach(
         late_span_window_s=config.late_span_window_s,
     )
     provider.add_span_processor(processor)
+    # Tells a model call whether another GenAI instrumentation made its LLM span (counted once).
+    provider.add_span_processor(GenAISpanWatcher())
     return processor
 
 

@@ -29,7 +29,7 @@ from opentelemetry import context as context_api
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, Span, Status, StatusCode, Tracer, TracerProvider
 
-from ha_agent_tracing._attributes import keyword_attributes, to_attribute_value, to_attributes
+from ha_agent_tracing._attributes import SCHEMA_URL, keyword_attributes, to_attribute_value, to_attributes
 from ha_agent_tracing._version import __version__
 from ha_agent_tracing.reports._fold import OPERATION_ATTRIBUTE, Report
 from ha_agent_tracing.reports._processor import TRACER_NAME
@@ -182,7 +182,9 @@ class PerformanceTracker:
         """The OpenTelemetry tracer of the tracker's metrics."""
         tracer = self._tracer
         if tracer is None:
-            tracer = self._tracer = trace.get_tracer(TRACER_NAME, __version__, tracer_provider=self._provider)
+            tracer = self._tracer = trace.get_tracer(
+                TRACER_NAME, __version__, tracer_provider=self._provider, schema_url=SCHEMA_URL
+            )
         return tracer
 
     # ---------------------------------------------------------------- recording

@@ -6,8 +6,10 @@ inside) → per model turn ``openai_api_call`` and, for the tools it asks for,
 concurrent ``tool_execution`` → ``token_count_retrieval``.
 
 Message text and tool arguments are not recorded unless
-``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true``; by default only
-their lengths are.
+``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` asks for them (``span_only``,
+``event_only``, ``span_and_event`` or ``true``); by default only their lengths
+are. The GenAI semantic conventions (attributes, content in the parts format,
+one LLM span per model call) come from ``ha_agent_tracing.genai``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from ha_agent_tracing.agent._rate_limit import RateLimiter
 from ha_agent_tracing.agent._settings import AgentSettings
 from ha_agent_tracing.agent._tokens import get_counter
 from ha_agent_tracing.agent._tools import TOOL_SCHEMAS, ToolCall, ToolError, run_tool
+from ha_agent_tracing.genai import ChatCall, record_content, system_instructions, tool_attributes
 
 __all__ = ["ChatResult", "ChatService", "ModelError", "RateLimited"]
 
@@ -143,8 +146,11 @@ class ChatService:
                 truncated_messages=assembly.truncated,
                 message_length=len(message),
             )
-            if self.settings.capture_message_content:
-                metric.set("gen_ai.system_instructions", system)
+            record_content(
+                metric.span,
+                self.settings.capture_message_content,
+                {"gen_ai.system_instructions": system_instructions(system)},
+            )
 
         messages = assembly.messages
         usages: list[dict[str, int]] = []
@@ -207,25 +213,26 @@ class ChatService:
         return True
 
     async def _call_model(self, messages: list[dict[str, Any]], iteration: int) -> _Turn:
-        model = self.settings.model
-        with self.tracker.track(
-            "openai_api_call",
-            iteration=iteration,
-            message_count=len(messages),
-            tool_count=len(TOOL_SCHEMAS),
+        call = ChatCall(
+            model=self.settings.model,
+            server=self.client.base_url,
             stream=self.settings.stream,
-            **{
-                "gen_ai.operation.name": "chat",
-                "gen_ai.provider.name": "openai",
-                "gen_ai.request.model": model,
-            },
-        ) as metric:
-            if self.settings.capture_message_content:
-                metric.set("gen_ai.input.messages", json.dumps(messages))
+            capture=self.settings.capture_message_content,
+        )
+        with (
+            self.tracker.track(
+                "openai_api_call",
+                iteration=iteration,
+                message_count=len(messages),
+                tool_count=len(TOOL_SCHEMAS),
+                stream=self.settings.stream,
+            ) as metric,
+            call.on(metric.span),
+        ):
+            call.request(messages, TOOL_SCHEMAS)
             try:
-                turn = await (
-                    self._stream_turn(messages, metric) if self.settings.stream else self._turn(messages)
-                )
+                stream = self.settings.stream
+                turn = await (self._stream_turn(messages, metric, call) if stream else self._turn(messages))
             except Exception as exc:
                 raise ModelError(f"the model call failed: {type(exc).__name__}") from exc
             prompt = turn.usage.get("prompt_tokens", 0)
@@ -236,16 +243,16 @@ class ChatService:
                 completion_tokens=completion,
                 has_tool_calls=bool(turn.tool_calls),
                 tool_calls_count=len(turn.tool_calls),
-                **{
-                    "gen_ai.response.model": turn.model,
-                    "gen_ai.response.id": turn.response_id,
-                    "gen_ai.usage.input_tokens": prompt,
-                    "gen_ai.usage.output_tokens": completion,
-                    "gen_ai.response.finish_reasons": [turn.finish_reason] if turn.finish_reason else [],
-                },
             )
-            if self.settings.capture_message_content:
-                metric.set("gen_ai.output.messages", json.dumps({"content": turn.content}))
+            call.response(
+                model=turn.model,
+                response_id=turn.response_id,
+                input_tokens=prompt,
+                output_tokens=completion,
+                reason=turn.finish_reason,
+                content=turn.content,
+                tool_calls=[{"id": c.id, "name": c.name, "arguments": c.arguments} for c in turn.tool_calls],
+            )
             return turn
 
     async def _turn(self, messages: list[dict[str, Any]]) -> _Turn:
@@ -272,7 +279,7 @@ class ChatService:
             else {},
         )
 
-    async def _stream_turn(self, messages: list[dict[str, Any]], metric: Metric) -> _Turn:
+    async def _stream_turn(self, messages: list[dict[str, Any]], metric: Metric, llm: ChatCall) -> _Turn:
         started = time.perf_counter()
         stream = await self.client.chat.completions.create(
             model=self.settings.model,
@@ -288,6 +295,7 @@ class ChatService:
         async for chunk in stream:
             if chunks == 0:
                 metric.set("time_to_first_chunk_ms", (time.perf_counter() - started) * 1000)
+                llm.first_chunk()
             chunks += 1
             turn.model, turn.response_id = chunk.model, chunk.id
             if chunk.usage is not None:
@@ -318,14 +326,10 @@ class ChatService:
             "tool_execution",
             tool_name=call.name,
             arguments_length=len(call.arguments),
-            **{
-                "gen_ai.operation.name": "execute_tool",
-                "gen_ai.tool.name": call.name,
-                "gen_ai.tool.call.id": call.id,
-            },
+            **tool_attributes(call.name, call.id, TOOL_SCHEMAS),
         ) as metric:
-            if self.settings.capture_message_content:
-                metric.set("gen_ai.tool.call.arguments", call.arguments)
+            capture = self.settings.capture_message_content
+            record_content(metric.span, capture, {"gen_ai.tool.call.arguments": call.arguments})
             success = False
             try:
                 result = await run_tool(self.home, conversation, call)
@@ -340,6 +344,5 @@ class ChatService:
             if success and call.name == "call_service":
                 self.context.invalidate()
             metric.update(success=success, result_length=len(result))
-            if self.settings.capture_message_content:
-                metric.set("gen_ai.tool.call.result", result)
+            record_content(metric.span, capture, {"gen_ai.tool.call.result": result})
             return result, success

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from ha_agent_tracing._config import CAPTURE_MESSAGE_CONTENT
+from ha_agent_tracing._config import CAPTURE_MESSAGE_CONTENT, CaptureMode
 from ha_agent_tracing._settings import (
     Setting,
     SettingsReader,
@@ -92,7 +92,7 @@ class AgentSettings:
     reports_api: str
     api_token: str | None
     api_allow_loopback: bool
-    capture_message_content: bool
+    capture_message_content: CaptureMode
 
     @property
     def embedded_model(self) -> bool:

@@ -28,7 +28,7 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
-from ha_agent_tracing._attributes import RESERVED_PREFIX
+from ha_agent_tracing._attributes import NOT_METADATA, RESERVED_PREFIX
 
 __all__ = ["OPERATION_ATTRIBUTE", "FoldOnRead", "Report", "fold", "fold_metric"]
 
@@ -72,7 +72,7 @@ def _metadata(span: ReadableSpan) -> dict[str, Any]:
     return {
         key: list(value) if type(value) is tuple else value
         for key, value in _attribute_items(span)
-        if not key.startswith(RESERVED_PREFIX)
+        if not key.startswith(RESERVED_PREFIX) and key not in NOT_METADATA
     }
 
 
