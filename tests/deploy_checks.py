@@ -34,6 +34,7 @@ DEPRECATED = {
     "healthcheck": "health_check",
 }
 _ENV_DEFAULT = re.compile(r"\$\{env:[A-Z_]+:-([^}]*)\}")
+_ENV_NAME = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)")
 
 
 def load(name: str) -> dict[str, Any]:
@@ -52,6 +53,15 @@ def commented_block(text: str, name: str) -> dict[str, Any]:
 def resolve_default(value: str) -> str:
     """``${env:X:-default}`` → ``default`` (the value compose-less runs get)."""
     return _ENV_DEFAULT.sub(lambda m: m.group(1), value)
+
+
+def env_references(value: Any) -> set[str]:
+    """Every variable a collector config reads with ``${env:NAME...}``, however deep."""
+    if isinstance(value, dict):
+        return {name for item in value.values() for name in env_references(item)}
+    if isinstance(value, list):
+        return {name for item in value for name in env_references(item)}
+    return set(_ENV_NAME.findall(value)) if isinstance(value, str) else set()
 
 
 def _type(component_id: str) -> str:
@@ -152,6 +162,14 @@ def compose_problems(compose: dict[str, Any], collector: dict[str, Any], dockerf
         problems.append(
             f"JAEGER_OTLP_ENDPOINT {jaeger_endpoint!r} is not Jaeger's OTLP/gRPC port on a service"
         )
+
+    # The collector sees only the variables compose passes it: one the config reads but compose
+    # leaves out silently takes its default, whatever the user exports in the shell.
+    passed = set(otelcol.get("environment") or {})
+    for var in sorted(env_references(collector) - passed):
+        problems.append(f"the collector config reads {var}, which compose does not pass to the collector")
+    for var in sorted(passed - env_references(collector)):
+        problems.append(f"compose passes {var} to the collector, whose config does not read it")
 
     env = {k: str(v) for k, v in (agent.get("environment") or {}).items()}
     known = {var for setting in (*SETTINGS, *AGENT_SETTINGS) for var in setting.env}

@@ -197,6 +197,18 @@ def _compose_edit(edit: Callable[[dict[str, Any]], None]) -> list[str]:
         ),
         (lambda c: c["services"]["jaeger"].pop("healthcheck"), "has no healthcheck"),
         (lambda c: c["services"]["agent"]["environment"].update({"HA_AGENT_PORT": "9000"}), "EXPOSE"),
+        (
+            lambda c: c["services"]["otel-collector"]["environment"].pop("COLLECTOR_DEBUG_VERBOSITY"),
+            "reads COLLECTOR_DEBUG_VERBOSITY, which compose does not pass",
+        ),
+        (
+            lambda c: c["services"]["otel-collector"]["environment"].pop("COLLECTOR_MEMORY_LIMIT_MIB"),
+            "reads COLLECTOR_MEMORY_LIMIT_MIB, which compose does not pass",
+        ),
+        (
+            lambda c: c["services"]["otel-collector"]["environment"].update({"COLLECTOR_DEBUG": "1"}),
+            "passes COLLECTOR_DEBUG to the collector, whose config does not read it",
+        ),
     ],
 )
 def test_a_broken_compose_wiring_is_caught(edit: Callable[[dict[str, Any]], None], problem: str) -> None:
