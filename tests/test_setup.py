@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from ha_agent_tracing import configure_tracing, get_tracker, shutdown_tracing
+from ha_agent_tracing import configure_tracing, flush_tracing, get_runtime, get_tracker, shutdown_tracing
 from ha_agent_tracing.agent._background import BackgroundServer
 from ha_agent_tracing.telemetry._exporters import CountingBatchProcessor
 
@@ -171,6 +171,33 @@ def test_shutdown_is_bounded_when_the_collector_never_answers(caplog: pytest.Log
     warnings = [r.getMessage() for r in caplog.records if "did not finish" in r.getMessage()]
     assert len(warnings) == 1
     assert "about 10 spans, queued or being sent" in warnings[0]
+
+
+def test_flush_is_bounded_when_the_collector_never_answers(caplog: pytest.LogCaptureFixture) -> None:
+    """flush_tracing() (what an app's shutdown runs) returns at its bound too; tracing stays on."""
+    provider = TracerProvider(shutdown_on_exit=False)
+    with socket.socket() as black_hole:
+        black_hole.bind(("127.0.0.1", 0))
+        black_hole.listen(16)
+        port = black_hole.getsockname()[1]
+        runtime = configure_tracing(
+            tracer_provider=provider,
+            exporters="otlp",
+            otlp_traces_endpoint=f"http://127.0.0.1:{port}/v1/traces",
+            otlp_timeout_ms=30_000,
+        )
+        tracker = get_tracker()
+        for _ in range(3):
+            with tracker.operation("chat_request"):
+                pass
+        started = time.monotonic()
+        finished = flush_tracing(timeout_s=1.0)
+        elapsed = time.monotonic() - started
+        assert get_runtime() is runtime, "a flush leaves tracing set up"
+        shutdown_tracing(timeout_s=0.5)
+    assert finished is False
+    assert elapsed < 2.0
+    assert any("tracing flush did not finish within 1.0 s" in r.getMessage() for r in caplog.records)
 
 
 def test_shutdown_is_quick_when_nothing_is_exported(provider: TracerProvider) -> None:

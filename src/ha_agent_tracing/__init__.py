@@ -33,6 +33,7 @@ protect_opentelemetry_imports()
 from ha_agent_tracing._setup import (
     TracingRuntime,
     configure_tracing,
+    flush_tracing,
     get_runtime,
     get_tracker,
     shutdown_tracing,
@@ -66,6 +67,7 @@ __all__ = [
     "TracingRuntime",
     "__version__",
     "configure_tracing",
+    "flush_tracing",
     "fold",
     "get_runtime",
     "get_tracker",

@@ -217,10 +217,10 @@ def serve(args: argparse.Namespace) -> int:
 
     settings = load_agent_settings()
     app = create_app(settings)
-    configure_tracing(app)
+    configure_tracing(app)  # also flushes queued spans in the app's shutdown, which SIGTERM runs
     host = args.host or settings.host
     port = args.port or settings.port
-    try:
+    try:  # reached on Ctrl-C only: uvicorn re-raises SIGTERM, and the process dies by it
         uvicorn.run(app, host=host, port=port, log_level=args.log_level, access_log=False)
     finally:
         shutdown_tracing()

@@ -10,6 +10,11 @@ if given, the FastAPI app::
     ...
     shutdown_tracing()              # flushes, bounded in time
 
+Nothing queued is lost at exit: an app given to ``configure_tracing`` exports
+what is queued when its lifespan shuts down (uvicorn runs that on SIGTERM, and
+then dies by the signal before any ``atexit`` hook), and an ``atexit`` hook
+calls ``shutdown_tracing()`` when the interpreter exits normally.
+
 A second call is harmless: it instruments a newly given app and otherwise
 returns the existing runtime, warning if it was asked for different settings.
 The global OpenTelemetry provider cannot be replaced once set (an OTel rule),
@@ -19,9 +24,11 @@ application built) is joined rather than replaced.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +40,7 @@ from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.version import __version__ as sdk_version
 
 from ha_agent_tracing._config import TracingConfig, instrumentation_enabled, load_config
+from ha_agent_tracing._lifespan import flush_at_shutdown
 from ha_agent_tracing._tracker import PerformanceTracker
 from ha_agent_tracing._version import __version__
 from ha_agent_tracing.reports._processor import ReportProcessor
@@ -43,13 +51,21 @@ from ha_agent_tracing.telemetry._instrumentation import instrument_app, instrume
 from ha_agent_tracing.telemetry._resource import detect_resource
 from ha_agent_tracing.telemetry._sampling import RecordUnsampled, build_sampler
 
-__all__ = ["TracingRuntime", "configure_tracing", "get_runtime", "get_tracker", "shutdown_tracing"]
+__all__ = [
+    "TracingRuntime",
+    "configure_tracing",
+    "flush_tracing",
+    "get_runtime",
+    "get_tracker",
+    "shutdown_tracing",
+]
 
 logger = logging.getLogger("ha_agent_tracing")
 
 _lock = threading.RLock()
 _tracker: PerformanceTracker | None = None
 _runtime: TracingRuntime | None = None
+_exit_hook_registered = False
 
 
 @dataclass
@@ -189,6 +205,7 @@ def configure_tracing(
         runtime = _runtime
         if runtime is None:
             runtime = _runtime = _configure(tracer_provider, overrides)
+            _register_exit_hook()
         elif overrides != runtime.overrides or (
             tracer_provider is not None and tracer_provider is not runtime.provider
         ):
@@ -196,14 +213,21 @@ def configure_tracing(
                 "configure_tracing() was already called; keeping the first configuration. "
                 "Call shutdown_tracing() first to configure tracing anew"
             )
-        if (
-            app is not None
-            and runtime.enabled
-            and instrumentation_enabled(runtime.config, "fastapi")
-            and instrument_app(app, runtime.provider, runtime.config.fastapi_excluded_urls)
-        ):
-            runtime.apps.append(app)
+        if app is not None and runtime.enabled:
+            if instrumentation_enabled(runtime.config, "fastapi") and instrument_app(
+                app, runtime.provider, runtime.config.fastapi_excluded_urls
+            ):
+                runtime.apps.append(app)
+            flush_at_shutdown(app, flush_tracing)
         return runtime
+
+
+def _register_exit_hook() -> None:
+    """``shutdown_tracing()`` at interpreter exit, registered once (the SDK's own hook is off)."""
+    global _exit_hook_registered
+    if not _exit_hook_registered:
+        atexit.register(shutdown_tracing)
+        _exit_hook_registered = True
 
 
 def _configure(tracer_provider: SdkTracerProvider | None, overrides: dict[str, Any]) -> TracingRuntime:
@@ -262,6 +286,25 @@ def attach_to_existing(provider: SdkTracerProvider) -> TracingRuntime:
         return _runtime
 
 
+def flush_tracing(timeout_s: float | None = None) -> bool:
+    """Export every span queued now, within ``timeout_s``; tracing stays set up.
+
+    Bounded like :func:`shutdown_tracing`; returns ``False`` when the bound cut
+    the flush short. ``configure_tracing(app)`` calls it when the app shuts down.
+    """
+    with _lock:
+        runtime = _runtime
+    if runtime is None or runtime.provider is None or not runtime.exporters:
+        return True
+    bound = timeout_s if timeout_s is not None else runtime.config.shutdown_timeout_s
+
+    def flush(deadline: float) -> None:
+        for exporter in runtime.exporters:
+            exporter.force_flush(int(max(0.0, deadline - time.monotonic()) * 1000))
+
+    return _bounded(runtime, bound, flush, "flush")
+
+
 def shutdown_tracing(timeout_s: float | None = None) -> bool:
     """Flush and stop what ``configure_tracing`` set up, within ``timeout_s``.
 
@@ -279,25 +322,34 @@ def shutdown_tracing(timeout_s: float | None = None) -> bool:
     bound = timeout_s if timeout_s is not None else runtime.config.shutdown_timeout_s
     if runtime.provider is None:
         return True
+
+    def stop(deadline: float) -> None:
+        for exporter in runtime.exporters:
+            remaining_ms = max(0.0, deadline - time.monotonic()) * 1000
+            exporter.force_flush(int(remaining_ms))
+            exporter.shutdown()
+        if runtime.processor is not None:
+            runtime.processor.shutdown()
+        if runtime.owns_provider:
+            runtime.provider.shutdown()  # type: ignore[union-attr]
+
+    return _bounded(runtime, bound, stop, "shutdown")
+
+
+def _bounded(runtime: TracingRuntime, bound: float, work: Callable[[float], None], what: str) -> bool:
+    """Run ``work(deadline)`` on a daemon thread; wait at most ``bound`` seconds for it."""
     deadline = time.monotonic() + bound
     done = threading.Event()
 
-    def stop() -> None:
+    def run() -> None:
         try:
-            for exporter in runtime.exporters:
-                remaining_ms = max(0.0, deadline - time.monotonic()) * 1000
-                exporter.force_flush(int(remaining_ms))
-                exporter.shutdown()
-            if runtime.processor is not None:
-                runtime.processor.shutdown()
-            if runtime.owns_provider:
-                runtime.provider.shutdown()  # type: ignore[union-attr]
+            work(deadline)
         except Exception:
-            logger.exception("error while shutting tracing down")
+            logger.exception("error during tracing %s", what)
         finally:
             done.set()
 
-    threading.Thread(target=stop, name="ha-agent-tracing-shutdown", daemon=True).start()
+    threading.Thread(target=run, name=f"ha-agent-tracing-{what}", daemon=True).start()
     finished = done.wait(bound)
     if not finished:
         lost = sum(
@@ -305,8 +357,9 @@ def shutdown_tracing(timeout_s: float | None = None) -> bool:
             for e in runtime.exporters
         )
         logger.warning(
-            "tracing shutdown did not finish within %.1f s; about %d spans, queued or being sent, "
+            "tracing %s did not finish within %.1f s; about %d spans, queued or being sent, "
             "were not exported",
+            what,
             bound,
             lost,
         )

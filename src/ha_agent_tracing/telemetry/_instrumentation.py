@@ -96,13 +96,14 @@ def instrument_http_clients(
 
 def uninstrument(apps: list[Any], instrumentors: list[BaseInstrumentor]) -> None:
     """Undo what :func:`instrument_app` and :func:`instrument_http_clients` did."""
-    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+    if apps:  # imported only when needed: this also runs at interpreter exit, when imports may fail
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
-    for app in apps:
-        try:
-            FastAPIInstrumentor.uninstrument_app(app)
-        except Exception:
-            logger.debug("could not uninstrument %r", app, exc_info=True)
+        for app in apps:
+            try:
+                FastAPIInstrumentor.uninstrument_app(app)
+            except Exception:
+                logger.debug("could not uninstrument %r", app, exc_info=True)
     for instrumentor in instrumentors:
         if instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.uninstrument()
