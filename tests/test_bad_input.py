@@ -12,6 +12,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 
 from ha_agent_tracing._config import SETTINGS
@@ -119,3 +120,61 @@ def test_the_service_starts_and_answers_with_garbage_in_every_variable(tmp_path:
     ):
         assert f"{var}={garbage!r} is not valid" in output, var
     assert json.dumps(garbage)[1:-1] not in answer.text
+
+
+def _post_raw(agent: Agent, body: bytes, content_type: str | None = "application/json") -> httpx.Response:
+    headers = {"content-type": content_type} if content_type else {}
+    with suppress_http_instrumentation():
+        return httpx.post(f"{agent.url}/api/v1/chat", content=body, headers=headers, timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b'{"message": "x\\ud800y"}', "message"),  # a lone surrogate, JSON-escaped
+        (b'{"message": "hi", "conversation_id": "\\udfff"}', "conversation_id"),
+        (b'{"message": NaN}', "message"),  # Python's JSON reader takes NaN; JSON output cannot
+        (b'{"message": 1e400}', "message"),  # read as infinity
+    ],
+)
+def test_a_body_the_error_message_cannot_echo_gets_422_naming_the_field(
+    agent: Agent, body: bytes, field: str
+) -> None:
+    """The 422 echoes the bad input: text that is not valid Unicode, or a number JSON cannot hold, still gives 422."""
+    response = _post_raw(agent, body)
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["body", field]
+
+
+JSON_TEXT = st.text(alphabet=st.characters(exclude_categories=()), max_size=40)  # lone surrogates too
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | JSON_TEXT,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(JSON_TEXT, children, max_size=4),
+    max_leaves=12,
+)
+CHAT_BODIES = st.fixed_dictionaries(
+    {},
+    optional={
+        "message": JSON_VALUES | JSON_TEXT,
+        "conversation_id": JSON_VALUES | st.from_regex(r"\A[a-zA-Z0-9_-]{1,64}\Z") | JSON_TEXT,
+        "extra": JSON_VALUES,
+    },
+)
+BODIES = (
+    st.builds(lambda doc: json.dumps(doc).encode(), CHAT_BODIES | JSON_VALUES)  # ASCII, surrogates escaped
+    | st.builds(lambda doc: json.dumps(doc, ensure_ascii=False).encode("utf-8", "surrogatepass"), CHAT_BODIES)
+    | st.binary(max_size=200)
+)
+CONTENT_TYPES = st.sampled_from(
+    ["application/json", None, "text/plain", "application/json; charset=latin-1", "application/x+json"]
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=BODIES, content_type=CONTENT_TYPES)
+def test_no_chat_body_gets_a_500(agent: Agent, body: bytes, content_type: str | None) -> None:
+    """Whatever the body, the answer is a 200 or a 4xx with a JSON detail, never a server error."""
+    response = _post_raw(agent, body, content_type)
+    assert response.status_code == 200 or 400 <= response.status_code < 500, (response.status_code, body)
+    assert "detail" in response.json() or response.status_code == 200

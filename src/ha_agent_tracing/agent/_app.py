@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from openai import AsyncOpenAI
 from pydantic import BaseModel, ConfigDict, Field
@@ -26,6 +27,7 @@ from ha_agent_tracing._tracker import PerformanceTracker
 from ha_agent_tracing.agent._background import BackgroundServer
 from ha_agent_tracing.agent._chat import ChatResult, ChatService, ModelError, RateLimited
 from ha_agent_tracing.agent._conversations import CONVERSATION_ID
+from ha_agent_tracing.agent._errors import invalid_request
 from ha_agent_tracing.agent._home import EmbeddedHome, Home, RestHome
 from ha_agent_tracing.agent._model_server import create_model_app
 from ha_agent_tracing.agent._rate_limit import RateLimiter
@@ -169,6 +171,7 @@ def create_app(
         title="Home Assistant agent (reference service)", lifespan=lifespan, **fastapi_native_telemetry_off()
     )
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_exception_handler(RequestValidationError, invalid_request)
 
     @app.post("/api/v1/chat", response_model=ChatResponse)
     async def chat(body: ChatRequest, request: Request) -> Any:
