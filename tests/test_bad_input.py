@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 from collections.abc import Iterator
@@ -178,3 +179,22 @@ def test_no_chat_body_gets_a_500(agent: Agent, body: bytes, content_type: str | 
     response = _post_raw(agent, body, content_type)
     assert response.status_code == 200 or 400 <= response.status_code < 500, (response.status_code, body)
     assert "detail" in response.json() or response.status_code == 200
+
+
+BAGGAGE_LOGGER = "opentelemetry.baggage.propagation"
+
+
+def test_a_garbage_baggage_header_logs_a_few_lines_not_one_per_entry(
+    agent: Agent, caplog: pytest.LogCaptureFixture
+) -> None:
+    """180 malformed baggage entries, sent twice: a line per kind of problem, the rest counted."""
+    caplog.set_level(logging.WARNING)
+    garbage = ",".join(f"not a member {n}" for n in range(180))
+    for _ in range(2):
+        assert agent.chat("Hello", headers={"baggage": garbage}).status_code == 200
+    lines = [r for r in caplog.records if r.name == BAGGAGE_LOGGER]
+    assert 1 <= len(lines) <= 2, [r.getMessage() for r in lines]
+    suppressed = agent.runtime.stats()["suppressed_log_lines"]
+    assert suppressed == 2 * 180 - len(lines)
+    assert agent.chat("Hello", headers={"baggage": "user=alice"}).status_code == 200
+    assert [r for r in caplog.records if r.name == BAGGAGE_LOGGER] == lines, "valid baggage logs nothing"

@@ -48,6 +48,7 @@ from ha_agent_tracing.reports._store import ReportStore
 from ha_agent_tracing.telemetry._exporters import CountingBatchProcessor, build_exporters
 from ha_agent_tracing.telemetry._genai import GenAISpanWatcher
 from ha_agent_tracing.telemetry._instrumentation import instrument_app, instrument_http_clients, uninstrument
+from ha_agent_tracing.telemetry._log_limits import RepeatedLines
 from ha_agent_tracing.telemetry._resource import detect_resource
 from ha_agent_tracing.telemetry._sampling import RecordUnsampled, build_sampler
 
@@ -81,6 +82,7 @@ class TracingRuntime:
     apps: list[Any] = field(default_factory=list[Any])
     instrumentors: list[BaseInstrumentor] = field(default_factory=list[BaseInstrumentor])
     overrides: dict[str, Any] = field(default_factory=dict[str, Any])
+    log_limits: RepeatedLines = field(default_factory=RepeatedLines)
 
     @property
     def enabled(self) -> bool:
@@ -88,11 +90,12 @@ class TracingRuntime:
         return self.provider is not None
 
     def stats(self) -> dict[str, Any]:
-        """Report processor counters and, per exporter, exported, failed and dropped spans."""
+        """Processor counters; per exporter exported, failed, dropped spans; log lines left out."""
         return {
             "enabled": self.enabled,
             "processor": self.processor.stats() if self.processor is not None else None,
             "exporters": [exporter.stats() for exporter in self.exporters],
+            "suppressed_log_lines": self.log_limits.suppressed,
         }
 
 
@@ -270,6 +273,7 @@ def _configure(tracer_provider: SdkTracerProvider | None, overrides: dict[str, A
         exporters=exporters,
         instrumentors=instrumentors,
         overrides=dict(overrides),
+        log_limits=RepeatedLines().install(),
     )
 
 
@@ -282,7 +286,8 @@ def attach_to_existing(provider: SdkTracerProvider) -> TracingRuntime:
             tracker = _sized_tracker(config)
             tracker.use_provider(provider)
             processor = _attach(config, provider, tracker)
-            _runtime = TracingRuntime(config, tracker, processor, provider, owns_provider=False)
+            limits = RepeatedLines().install()
+            _runtime = TracingRuntime(config, tracker, processor, provider, False, log_limits=limits)
         return _runtime
 
 
@@ -318,6 +323,7 @@ def shutdown_tracing(timeout_s: float | None = None) -> bool:
     if runtime is None:
         return True
     uninstrument(runtime.apps, runtime.instrumentors)
+    runtime.log_limits.remove()
     runtime.tracker.use_provider(None)
     bound = timeout_s if timeout_s is not None else runtime.config.shutdown_timeout_s
     if runtime.provider is None:
