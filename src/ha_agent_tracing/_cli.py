@@ -1,4 +1,4 @@
-"""Command line: ``ha-agent-tracing serve`` and ``ha-agent-tracing demo``.
+"""Command line: ``ha-agent-tracing serve``, ``demo``, ``compare``.
 
 ``serve`` runs the reference agent service with tracing configured from the
 environment. ``demo`` starts the embedded model and the service on free
@@ -15,6 +15,8 @@ import secrets
 import sys
 import time
 from typing import Any
+
+from ha_agent_tracing._cli_analysis import add_compare, run_compare
 
 __all__ = ["main"]
 
@@ -241,7 +243,10 @@ def main(argv: list[str] | None = None) -> int:
     demo_cmd.add_argument("--latency-ms", type=int, default=40, help="embedded model latency per call")
     demo_cmd.add_argument("--keep-serving", action="store_true", help="keep the service up after the demo")
     demo_cmd.add_argument("--verbose", action="store_true", help="log every [Performance] report")
+    add_compare(commands)
     args = parser.parse_args(argv)
+    if args.command == "compare":
+        return run_compare(args)
 
     # `serve --log-level` sets every logger's level, the per-request [Performance] lines' included.
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")

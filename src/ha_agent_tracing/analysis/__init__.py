@@ -11,7 +11,26 @@ them) and never records anything. ::
 
 from __future__ import annotations
 
+from ha_agent_tracing.analysis._compare import (
+    TOTAL,
+    Comparison,
+    MeasureComparison,
+    OperationComparison,
+    compare_reports,
+    slower_than,
+)
 from ha_agent_tracing.analysis._percentiles import percentile, percentiles
+from ha_agent_tracing.analysis._render import render_comparison
+from ha_agent_tracing.analysis._sources import (
+    ReportSet,
+    ReportSetError,
+    SourceSpec,
+    load_report_set,
+    parse_source,
+    parse_time,
+    select_reports,
+    validate_reports,
+)
 from ha_agent_tracing.analysis._stats import (
     DEFAULT_RESAMPLES,
     Interval,
@@ -25,13 +44,28 @@ from ha_agent_tracing.analysis._stats import (
 
 __all__ = [
     "DEFAULT_RESAMPLES",
+    "TOTAL",
+    "Comparison",
     "Interval",
     "MannWhitney",
+    "MeasureComparison",
+    "OperationComparison",
+    "ReportSet",
+    "ReportSetError",
     "SampleComparison",
+    "SourceSpec",
     "Verdict",
     "bootstrap_ratio",
+    "compare_reports",
     "compare_samples",
+    "load_report_set",
     "mann_whitney_u",
+    "parse_source",
+    "parse_time",
     "percentile",
     "percentiles",
+    "render_comparison",
+    "select_reports",
+    "slower_than",
+    "validate_reports",
 ]
