@@ -35,6 +35,7 @@ __all__ = [
     "choice",
     "choices_list",
     "key_values",
+    "non_negative_float",
     "non_negative_int",
     "optional_limit",
     "positive_float",
@@ -211,6 +212,17 @@ def positive_float(raw: str) -> float:
         raise InvalidValue("expected a number greater than 0") from None
     if not math.isfinite(value) or value <= 0:
         raise InvalidValue("expected a number greater than 0")
+    return value
+
+
+def non_negative_float(raw: str) -> float:
+    """A finite number, 0 or more."""
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidValue("expected a number of 0 or more") from None
+    if not math.isfinite(value) or value < 0:
+        raise InvalidValue("expected a number of 0 or more")
     return value
 
 

@@ -177,7 +177,12 @@ class ChatService:
                     ],
                 }
             )
-            results = await asyncio.gather(*(self._run_tool(conversation, call) for call in turn.tool_calls))
+            if self.settings.parallel_tools:
+                results = await asyncio.gather(
+                    *(self._run_tool(conversation, call) for call in turn.tool_calls)
+                )
+            else:  # HA_AGENT_PARALLEL_TOOLS=false: one after another, to measure what concurrency saves
+                results = [await self._run_tool(conversation, call) for call in turn.tool_calls]
             for call, (content, success) in zip(turn.tool_calls, results, strict=True):
                 messages.append({"role": "tool", "tool_call_id": call.id, "content": content})
                 summaries.append({"id": call.id, "name": call.name, "success": success})

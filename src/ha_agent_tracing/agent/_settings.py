@@ -17,6 +17,7 @@ from ha_agent_tracing._settings import (
     SettingsReader,
     boolean,
     choice,
+    non_negative_float,
     non_negative_int,
     positive_float,
     positive_int,
@@ -51,8 +52,10 @@ AGENT_SETTINGS: tuple[Setting[Any], ...] = (
             "model calls per chat request at most"),
     Setting("history_token_budget", ("HA_AGENT_HISTORY_TOKEN_BUDGET",), positive_int, 3000,
             "tokens of conversation history sent to the model; older turns are left out"),
-    Setting("context_ttl_s", ("HA_AGENT_CONTEXT_TTL",), positive_float, 30.0,
-            "how long the Home Assistant context is cached, seconds"),
+    Setting("context_ttl_s", ("HA_AGENT_CONTEXT_TTL",), non_negative_float, 30.0,
+            "how long the Home Assistant context is cached, seconds; `0` rebuilds it for every request"),
+    Setting("parallel_tools", ("HA_AGENT_PARALLEL_TOOLS",), boolean, True,
+            "`true`: the tool calls of one model turn run concurrently; `false`: one after another"),
     Setting("max_message_chars", ("HA_AGENT_MAX_MESSAGE_CHARS",), positive_int, 4000,
             "longest chat message accepted (longer: 413)"),
     Setting("max_body_bytes", ("HA_AGENT_MAX_BODY_BYTES",), positive_int, 65536,
@@ -87,6 +90,7 @@ class AgentSettings:
     max_iterations: int
     history_token_budget: int
     context_ttl_s: float
+    parallel_tools: bool
     max_message_chars: int
     max_body_bytes: int
     reports_api: str
