@@ -1,4 +1,4 @@
-"""Command line: ``ha-agent-tracing serve``, ``demo``, ``compare``.
+"""Command line: ``ha-agent-tracing serve``, ``demo``, ``compare``, ``analyze``.
 
 ``serve`` runs the reference agent service with tracing configured from the
 environment. ``demo`` starts the embedded model and the service on free
@@ -16,7 +16,7 @@ import sys
 import time
 from typing import Any
 
-from ha_agent_tracing._cli_analysis import add_compare, run_compare
+from ha_agent_tracing._cli_analysis import add_analyze, add_compare, run_analyze, run_compare
 
 __all__ = ["main"]
 
@@ -244,9 +244,12 @@ def main(argv: list[str] | None = None) -> int:
     demo_cmd.add_argument("--keep-serving", action="store_true", help="keep the service up after the demo")
     demo_cmd.add_argument("--verbose", action="store_true", help="log every [Performance] report")
     add_compare(commands)
+    add_analyze(commands)
     args = parser.parse_args(argv)
     if args.command == "compare":
         return run_compare(args)
+    if args.command == "analyze":
+        return run_analyze(args)
 
     # `serve --log-level` sets every logger's level, the per-request [Performance] lines' included.
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")

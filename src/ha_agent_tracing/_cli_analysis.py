@@ -14,7 +14,7 @@ import re
 import sys
 from typing import Any, TextIO
 
-__all__ = ["add_compare", "parse_percent", "run_compare"]
+__all__ = ["add_analyze", "add_compare", "parse_percent", "run_analyze", "run_compare"]
 
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%?\s*$")
 
@@ -120,3 +120,42 @@ def run_compare(args: argparse.Namespace, out: TextIO | None = None, err: TextIO
 
 def _describe(chosen: Any) -> str:
     return f"{chosen.label} ({len(chosen.reports)} reports)"
+
+
+def add_analyze(commands: Any) -> None:
+    """Declare ``analyze SOURCE``."""
+    cmd = commands.add_parser(
+        "analyze",
+        help="where the time goes: critical paths, bottleneck, concurrency, cache, repeats, tokens",
+        description="Insights for a set of reports, each finding with the trace ids to open.",
+    )
+    cmd.add_argument("source", metavar="SOURCE", help=_sources_help())
+    cmd.add_argument("--operation", action="append", help="analyze only this operation (repeatable)")
+    cmd.add_argument("--top", type=int, default=5, help="slowest requests and token-heaviest turns listed")
+    cmd.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def run_analyze(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Run ``analyze``."""
+    from ha_agent_tracing.analysis import ReportSetError, analyze_reports, load_report_set, render_insights
+
+    out = out or sys.stdout
+    err = err or sys.stderr
+    try:
+        chosen = load_report_set(args.source, _loaders())
+    except ReportSetError as exc:
+        print(f"analyze: {exc}", file=err)
+        return 2
+    if not chosen.reports:
+        print(f"analyze: {chosen.label}: no reports match", file=err)
+        return 2
+    try:
+        insights = analyze_reports(chosen.reports, operations=args.operation, top=args.top)
+    except ValueError as exc:
+        print(f"analyze: {exc}", file=err)
+        return 2
+    if args.json:
+        print(json.dumps({"source": chosen.label, "operations": insights}, indent=2), file=out)
+    else:
+        print(render_insights(insights, _describe(chosen)), file=out)
+    return 0

@@ -19,8 +19,9 @@ from ha_agent_tracing.analysis._compare import (
     compare_reports,
     slower_than,
 )
+from ha_agent_tracing.analysis._insights import UNTRACKED, OperationInsights, analyze_reports, critical_path
 from ha_agent_tracing.analysis._percentiles import percentile, percentiles
-from ha_agent_tracing.analysis._render import render_comparison
+from ha_agent_tracing.analysis._render import render_comparison, render_insights
 from ha_agent_tracing.analysis._sources import (
     ReportSet,
     ReportSetError,
@@ -45,19 +46,23 @@ from ha_agent_tracing.analysis._stats import (
 __all__ = [
     "DEFAULT_RESAMPLES",
     "TOTAL",
+    "UNTRACKED",
     "Comparison",
     "Interval",
     "MannWhitney",
     "MeasureComparison",
     "OperationComparison",
+    "OperationInsights",
     "ReportSet",
     "ReportSetError",
     "SampleComparison",
     "SourceSpec",
     "Verdict",
+    "analyze_reports",
     "bootstrap_ratio",
     "compare_reports",
     "compare_samples",
+    "critical_path",
     "load_report_set",
     "mann_whitney_u",
     "parse_source",
@@ -65,6 +70,7 @@ __all__ = [
     "percentile",
     "percentiles",
     "render_comparison",
+    "render_insights",
     "select_reports",
     "slower_than",
     "validate_reports",

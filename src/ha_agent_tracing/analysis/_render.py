@@ -1,10 +1,13 @@
-"""Plain-text tables of comparisons, for the terminal and the README."""
+"""Plain text of comparisons and insights, for the terminal and the README."""
 
 from __future__ import annotations
 
-from ha_agent_tracing.analysis._compare import Comparison, MeasureComparison, RatioJSON
+from collections.abc import Mapping
 
-__all__ = ["format_p", "render_comparison", "table"]
+from ha_agent_tracing.analysis._compare import Comparison, MeasureComparison, RatioJSON
+from ha_agent_tracing.analysis._insights import OperationInsights
+
+__all__ = ["format_p", "render_comparison", "render_insights", "table"]
 
 
 def table(rows: list[list[str]]) -> str:
@@ -85,4 +88,84 @@ def render_comparison(comparison: Comparison, label_a: str, label_b: str) -> str
     for side, names in comparison["only_in"].items():
         if names:
             out.append(f"\noperations only in {side.upper()}: {', '.join(names)}")
+    return "\n".join(out)
+
+
+def _pct(share: float) -> str:
+    return f"{share * 100:.0f} %"
+
+
+def render_insights(insights: Mapping[str, OperationInsights], label: str) -> str:
+    """What ``analyze`` prints: per operation, the bottleneck, shares, and each finding with trace ids."""
+    out: list[str] = [f"Reports: {label}"]
+    for operation, found in insights.items():
+        out.append(
+            f"\n{operation}: {found['requests']} requests, "
+            f"p50 {found['p50_ms']:.1f} ms, p95 {found['p95_ms']:.1f} ms"
+        )
+        bottleneck = found["bottleneck"]
+        if bottleneck is not None:
+            out.append(
+                f"bottleneck: {bottleneck['name']} — {_pct(bottleneck['share_p50'])} of the critical path "
+                f"of a typical request (p50), {_pct(bottleneck['share_p95'])} of the slow ones (p95)"
+            )
+        out.append("\nshare of the critical path (what decided the latency; concurrent calls count once)\n")
+        rows = [["metric", "share p50", "ms p50", "share p95", "ms p95"]]
+        rows.extend(
+            [
+                s["name"],
+                _pct(s["share_p50"]),
+                f"{s['ms_p50']:.1f}",
+                _pct(s["share_p95"]),
+                f"{s['ms_p95']:.1f}",
+            ]
+            for s in found["shares"]
+        )
+        out.append(table(rows))
+        paths = found["critical_paths"]
+        if paths:
+            out.append("\ncritical path of the slowest requests")
+            for row in paths:
+                steps = " → ".join(f"{step['name']} {step['ms']:.1f}" for step in row["path"])
+                out.append(f"  {row['trace_id']}  {row['total_duration']:.1f} ms: {steps}")
+        concurrency = found["concurrency"]
+        if concurrency["requests_with_concurrency"]:
+            out.append(
+                f"\nconcurrency saved {concurrency['saved_ms_per_request']:.1f} ms per request on average "
+                f"({_pct(concurrency['saved_share'])} of the total time; "
+                f"{concurrency['requests_with_concurrency']} requests ran "
+                f"{', '.join(concurrency['metrics'])} side by side); "
+                f"most in {', '.join(map(str, concurrency['trace_ids']))}"
+            )
+        else:
+            out.append("\nconcurrency: no metrics ran side by side")
+        for entry in found["cache"]:
+            timing = ""
+            if entry["hit_ms_p50"] is not None and entry["miss_ms_p50"] is not None:
+                timing = (
+                    f"; p50 {entry['hit_ms_p50']:.2f} ms on a hit, {entry['miss_ms_p50']:.2f} ms on a miss"
+                )
+            misses = f"; misses in {', '.join(map(str, entry['trace_ids']))}" if entry["trace_ids"] else ""
+            out.append(
+                f"cache: {entry['name']} hit {entry['hits']} of {entry['hits'] + entry['misses']} "
+                f"({_pct(entry['hit_rate'])}){timing}{misses}"
+            )
+        repeated = found["repeated_tool_calls"]
+        if repeated:
+            out.append(f"repeated tool calls within a request: {len(repeated)}")
+            for row in repeated[:5]:
+                out.append(
+                    f"  {row['trace_id']}  {row['tool']} x{row['calls']} (same {row['same']}), "
+                    f"{row['repeat_ms']:.1f} ms in the repeats"
+                )
+        else:
+            out.append("repeated tool calls within a request: none")
+        if found["top_token_turns"]:
+            out.append("turns with the most tokens")
+            for row in found["top_token_turns"]:
+                out.append(
+                    f"  {row['trace_id']}  {row['name']} #{row['iteration']}: {row['tokens']} tokens "
+                    f"({row['prompt_tokens']} in, {row['completion_tokens']} out), {row['duration']:.1f} ms"
+                )
+        out.extend(f"note: {note}" for note in found["notes"])
     return "\n".join(out)
