@@ -60,7 +60,9 @@ MESSAGES = [
 
 
 @contextlib.contextmanager
-def service(name: str, env_overrides: dict[str, str], args: argparse.Namespace, log_dir: Path) -> Iterator[str]:
+def service(
+    name: str, env_overrides: dict[str, str], args: argparse.Namespace, log_dir: Path
+) -> Iterator[str]:
     """`ha-agent-tracing serve` with one variant's settings; yields its base URL."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "HA_", "OPENAI_"))}
@@ -144,8 +146,14 @@ def run(experiment: str, args: argparse.Namespace) -> int:
             path = out_dir / f"{experiment}-{side}.json"
             path.write_text(export.text)
             files[side] = path
-        print(f"sent in {time.monotonic() - started:.1f} s; reports in {files['a']} and {files['b']}\n", flush=True)
-    relative = {side: os.path.relpath(path, Path.cwd()) for side, path in files.items()}
+        print(
+            f"sent in {time.monotonic() - started:.1f} s; reports in {files['a']} and {files['b']}\n",
+            flush=True,
+        )
+    relative = {
+        side: os.path.relpath(path) if path.resolve().is_relative_to(Path.cwd()) else str(path)
+        for side, path in files.items()
+    }
     argv = ["compare", relative["a"], relative["b"], "--seed", "0"]
     if args.quick:
         argv += ["--resamples", "200"]
@@ -161,9 +169,13 @@ def run(experiment: str, args: argparse.Namespace) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("experiment", choices=sorted(EXPERIMENTS))
-    parser.add_argument("--requests", type=int, default=60, help="chat requests to each service (default 60)")
+    parser.add_argument(
+        "--requests", type=int, default=100, help="chat requests to each service (default 100)"
+    )
     parser.add_argument("--concurrency", type=int, default=2, help="messages in flight at once (default 2)")
     parser.add_argument("--model-latency-ms", type=int, default=250)
     parser.add_argument("--home-latency-ms", type=int, default=40)

@@ -50,6 +50,7 @@ def test_demo_prints_the_metric_table_from_real_requests() -> None:
     for name in METRICS:
         assert f"\n{name} " in table, name
     assert "chat_request (total)" in table
+    assert "bottleneck (ha-agent-tracing analyze): openai_api_call, " in out
     assert "1 failed" in out, "the demo shows a failing tool"
     assert "2 tool call(s)" in out, "the demo shows two tools in one turn"
 

@@ -14,7 +14,7 @@ import re
 import sys
 from typing import Any, TextIO
 
-__all__ = ["add_analyze", "add_compare", "parse_percent", "run_analyze", "run_compare"]
+__all__ = ["add_analyze", "add_compare", "bottleneck_line", "parse_percent", "run_analyze", "run_compare"]
 
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%?\s*$")
 
@@ -159,3 +159,22 @@ def run_analyze(args: argparse.Namespace, out: TextIO | None = None, err: TextIO
     else:
         print(render_insights(insights, _describe(chosen)), file=out)
     return 0
+
+
+def bottleneck_line(reports: list[dict[str, Any]]) -> str:
+    """One line for the demo: what decided the latency of these requests (``analyze``'s bottleneck)."""
+    from ha_agent_tracing.analysis import analyze_reports
+
+    if not reports:
+        return "  bottleneck: no reports"
+    found = next(iter(analyze_reports(reports, top=0).values()))
+    bottleneck = found["bottleneck"]
+    if bottleneck is None:
+        return "  bottleneck: no metrics on the critical path"
+    saved = found["concurrency"]["saved_ms_per_request"]
+    return (
+        f"  bottleneck (ha-agent-tracing analyze): {bottleneck['name']}, "
+        f"{bottleneck['share_p50'] * 100:.0f} % of a typical request's critical path, "
+        f"{bottleneck['share_p95'] * 100:.0f} % of the slowest; concurrency saved "
+        f"{saved:.1f} ms per request"
+    )

@@ -40,7 +40,9 @@ def _verdict(measure: MeasureComparison) -> str:
     detectable = measure["detectable_change"]
     if detectable is None:
         return verdict
-    return f"{verdict} (could detect ±{detectable * 100:.0f} %)" if detectable < 10 else f"{verdict} (wide)"
+    if detectable >= 1:
+        return f"{verdict} (interval too wide to detect less than x2)"
+    return f"{verdict} (could detect ±{detectable * 100:.0f} %)"
 
 
 def render_comparison(comparison: Comparison, label_a: str, label_b: str) -> str:
@@ -61,7 +63,7 @@ def render_comparison(comparison: Comparison, label_a: str, label_b: str) -> str
             ["measure", "n A", "n B", "p50 A ms", "p50 B ms", "p50 B/A", "p95 A ms", "p95 B ms", "p95 B/A"]
         ]
         rows[0] += ["p", "verdict"]
-        notes: list[str] = []
+        notes: dict[str, list[str]] = {}
         for measure in data["measures"]:
             name = measure["name"] + (" (total)" if measure is data["measures"][0] else "")
             rows.append(
@@ -79,12 +81,15 @@ def render_comparison(comparison: Comparison, label_a: str, label_b: str) -> str
                     _verdict(measure),
                 ]
             )
-            notes.extend(f"{measure['name']}: {note}" for note in measure["notes"])
+            for note in measure["notes"]:
+                notes.setdefault(note, []).append(measure["name"])
         out.append(table(rows))
         for side, names in data["only_in"].items():
             if names:
                 out.append(f"only in {side.upper()}: {', '.join(names)}")
-        out.extend(f"note: {note}" for note in dict.fromkeys(notes))
+        for note, names in notes.items():
+            which = "every measure" if len(names) == len(data["measures"]) else ", ".join(names)
+            out.append(f"note ({which}): {note}")
     for side, names in comparison["only_in"].items():
         if names:
             out.append(f"\noperations only in {side.upper()}: {', '.join(names)}")
