@@ -1,7 +1,8 @@
 """A/B runs of the reference service, compared with `ha-agent-tracing compare`.
 
     .venv/bin/python benchmarks/ab.py parallel-tools   # HA_AGENT_PARALLEL_TOOLS true (A) vs false (B)
-    .venv/bin/python benchmarks/ab.py context-cache    # HA_AGENT_CONTEXT_TTL 30 (A, default) vs 0 (B)
+    .venv/bin/python benchmarks/ab.py context-cache    # HA_AGENT_CONTEXT_TTL 30 (A, default) vs 0 (B), questions
+    .venv/bin/python benchmarks/ab.py context-cache-mixed   # the same with the mixed workload
     .venv/bin/python benchmarks/ab.py parallel-tools --quick   # the smoke run CI makes
 
 Each experiment starts two `ha-agent-tracing serve` processes that differ in one
@@ -34,22 +35,9 @@ from ha_agent_tracing.agent._background import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
-EXPERIMENTS: dict[str, dict[str, object]] = {
-    "parallel-tools": {
-        "setting": "HA_AGENT_PARALLEL_TOOLS",
-        "a": ("parallel", {"HA_AGENT_PARALLEL_TOOLS": "true"}),
-        "b": ("sequential", {"HA_AGENT_PARALLEL_TOOLS": "false"}),
-    },
-    "context-cache": {
-        "setting": "HA_AGENT_CONTEXT_TTL",
-        "a": ("warm-cache", {"HA_AGENT_CONTEXT_TTL": "30"}),
-        "b": ("no-cache", {"HA_AGENT_CONTEXT_TTL": "0"}),
-    },
-}
-
 # What users ask, each message a new conversation so every request is alike in
 # kind: one tool, two tools in one turn, reads, small talk.
-MESSAGES = [
+MIXED = [
     "Turn off the kitchen light and tell me the temperature",
     "Which lights are on?",
     "Switch on the coffee maker and turn on the office fan",
@@ -57,6 +45,32 @@ MESSAGES = [
     "Turn off the porch light and what's the temperature",
     "Hello there",
 ]
+# Questions only: no device changes state, so nothing invalidates the cached
+# context (every call_service does) and the cache's own effect shows.
+QUESTIONS = [
+    "Which lights are on?",
+    "Is it cold outside?",
+    "What's the status of everything?",
+    "Hello there",
+]
+
+EXPERIMENTS: dict[str, dict[str, object]] = {
+    "parallel-tools": {
+        "a": ("parallel", {"HA_AGENT_PARALLEL_TOOLS": "true"}),
+        "b": ("sequential", {"HA_AGENT_PARALLEL_TOOLS": "false"}),
+        "messages": MIXED,
+    },
+    "context-cache": {
+        "a": ("warm-cache", {"HA_AGENT_CONTEXT_TTL": "30"}),
+        "b": ("no-cache", {"HA_AGENT_CONTEXT_TTL": "0"}),
+        "messages": QUESTIONS,
+    },
+    "context-cache-mixed": {
+        "a": ("warm-cache", {"HA_AGENT_CONTEXT_TTL": "30"}),
+        "b": ("no-cache", {"HA_AGENT_CONTEXT_TTL": "0"}),
+        "messages": MIXED,
+    },
+}
 
 
 @contextlib.contextmanager
@@ -102,11 +116,11 @@ def service(
         log.close()
 
 
-async def send_interleaved(urls: list[str], requests: int, concurrency: int) -> None:
+async def send_interleaved(urls: list[str], messages: list[str], requests: int, concurrency: int) -> None:
     """``requests`` chat messages to every service, each message to all of them at once."""
     queue: asyncio.Queue[str] = asyncio.Queue()
     for i in range(requests):
-        queue.put_nowait(MESSAGES[i % len(MESSAGES)])
+        queue.put_nowait(messages[i % len(messages)])
     async with httpx2.AsyncClient(timeout=60) as client:
 
         async def worker() -> None:
@@ -138,7 +152,8 @@ def run(experiment: str, args: argparse.Namespace) -> int:
         service(name_b, env_b, args, out_dir) as url_b,  # type: ignore[arg-type]
     ):
         started = time.monotonic()
-        asyncio.run(send_interleaved([url_a, url_b], args.requests, args.concurrency))
+        messages: list[str] = spec["messages"]  # type: ignore[assignment]
+        asyncio.run(send_interleaved([url_a, url_b], messages, args.requests, args.concurrency))
         time.sleep(0.3)  # spans that end after the response join their reports
         for side, url in (("a", url_a), ("b", url_b)):
             export = httpx2.get(f"{url}/api/v1/performance/export", timeout=30)

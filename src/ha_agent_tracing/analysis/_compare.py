@@ -112,7 +112,13 @@ def _ratio(interval: Interval) -> RatioJSON:
     return {"estimate": interval.estimate, "low": interval.low, "high": interval.high}
 
 
+_TINY_MS = 0.1
+
+
 def _measure(name: str, result: SampleComparison) -> MeasureComparison:
+    notes = list(result.notes)
+    if max(result.p50_a, result.p50_b) < _TINY_MS and result.verdict in ("faster", "slower"):
+        notes.append(f"under {_TINY_MS} ms at p50 on both sides: a difference this small rarely matters")
     return {
         "name": name,
         "n_a": result.n_a,
@@ -129,7 +135,7 @@ def _measure(name: str, result: SampleComparison) -> MeasureComparison:
         "test": f"Mann-Whitney U ({result.test.method})" if result.test else None,
         "verdict": result.verdict,
         "detectable_change": result.detectable,
-        "notes": list(result.notes),
+        "notes": notes,
     }
 
 

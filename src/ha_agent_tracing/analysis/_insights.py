@@ -159,6 +159,9 @@ def _tool_key(metadata: Mapping[str, Any]) -> tuple[str, str, str] | None:
 
 
 def _tokens(metadata: Mapping[str, Any]) -> tuple[int, int] | None:
+    """Input and output tokens of one model turn (a metric with an ``iteration`` or GenAI usage)."""
+    if "iteration" not in metadata and "gen_ai.usage.input_tokens" not in metadata:
+        return None  # a request's token summary, not a turn
     prompt = metadata.get("gen_ai.usage.input_tokens", metadata.get("prompt_tokens"))
     completion = metadata.get("gen_ai.usage.output_tokens", metadata.get("completion_tokens"))
     if isinstance(prompt, int) and isinstance(completion, int):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from ha_agent_tracing.analysis._compare import Comparison, MeasureComparison, RatioJSON
 from ha_agent_tracing.analysis._insights import OperationInsights
@@ -100,6 +101,19 @@ def _pct(share: float) -> str:
     return f"{share * 100:.0f} %"
 
 
+def _merged_steps(path: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The path without steps under 0.1 ms, neighbours of one name joined again."""
+    merged: list[dict[str, Any]] = []
+    for step in path:
+        if step["ms"] < 0.1:
+            continue
+        if merged and merged[-1]["name"] == step["name"]:
+            merged[-1] = {"name": step["name"], "ms": merged[-1]["ms"] + step["ms"]}
+        else:
+            merged.append(dict(step))
+    return merged
+
+
 def render_insights(insights: Mapping[str, OperationInsights], label: str) -> str:
     """What ``analyze`` prints: per operation, the bottleneck, shares, and each finding with trace ids."""
     out: list[str] = [f"Reports: {label}"]
@@ -129,9 +143,9 @@ def render_insights(insights: Mapping[str, OperationInsights], label: str) -> st
         out.append(table(rows))
         paths = found["critical_paths"]
         if paths:
-            out.append("\ncritical path of the slowest requests")
+            out.append("\ncritical path of the slowest requests (ms; steps under 0.1 ms left out)")
             for row in paths:
-                steps = " → ".join(f"{step['name']} {step['ms']:.1f}" for step in row["path"])
+                steps = " → ".join(f"{s['name']} {s['ms']:.1f}" for s in _merged_steps(row["path"]))
                 out.append(f"  {row['trace_id']}  {row['total_duration']:.1f} ms: {steps}")
         concurrency = found["concurrency"]
         if concurrency["requests_with_concurrency"]:
