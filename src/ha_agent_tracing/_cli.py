@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from ha_agent_tracing._cli_analysis import add_analyze, add_compare, bottleneck_line, run_analyze, run_compare
+from ha_agent_tracing.analysis._render import table
 
 __all__ = ["main"]
 
@@ -50,17 +51,6 @@ DEMO_CONVERSATIONS: list[list[str]] = [
 ]
 
 
-def _table(rows: list[list[str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = []
-    for n, row in enumerate(rows):
-        cells = [cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row)]
-        lines.append("  ".join(cells))
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
 def metric_table(summary: dict[str, Any], operation: str) -> str:
     """The per-metric table (count, mean, p50, p95, p99 in ms) of one operation's summary."""
     data = summary.get(operation)
@@ -74,7 +64,7 @@ def metric_table(summary: dict[str, Any], operation: str) -> str:
     by_mean = sorted(data["metrics"].items(), key=lambda item: item[1]["mean"], reverse=True)
     rows.extend(row(name, stats) for name, stats in by_mean)
     rows.append(row(f"{operation} (total)", data["total_duration"]))
-    return _table(rows)
+    return table(rows)
 
 
 async def _send_all(base_url: str, conversations: list[list[str]], extra_burst: int, out: Any) -> list[int]:
