@@ -33,6 +33,7 @@ from ha_agent_tracing._settings import (
     url,
     url_patterns,
 )
+from ha_agent_tracing.telemetry._propagators import DEFAULT_PROPAGATORS, propagator_names
 
 Protocol = Literal["grpc", "http/protobuf"]
 Compression = Literal["gzip", "deflate", "none"]
@@ -307,6 +308,15 @@ SHUTDOWN_TIMEOUT_S = Setting(
     5.0,
     "longest `shutdown_tracing()` waits for the last export, seconds",
 )
+PROPAGATORS = Setting(
+    "propagators",
+    ("OTEL_PROPAGATORS",),
+    propagator_names,
+    DEFAULT_PROPAGATORS,
+    "context propagators for incoming and outgoing requests: `tracecontext`, `baggage`, `b3`, `b3multi`, "
+    "`jaeger` (installed from `opentelemetry-propagator-b3`/`-jaeger`) or `none`; names that are not "
+    "installed are dropped with a warning",
+)
 REPORT_UNSAMPLED = Setting(
     "report_unsampled",
     ("HA_AGENT_TRACING_REPORT_UNSAMPLED",),
@@ -323,6 +333,7 @@ SETTINGS: tuple[Setting[Any], ...] = (
     SPAN_ATTRIBUTE_COUNT_LIMIT, SPAN_EVENT_COUNT_LIMIT, SPAN_LINK_COUNT_LIMIT, FASTAPI_EXCLUDED_URLS,
     CAPTURE_MESSAGE_CONTENT, MAX_REPORTS, MAX_PENDING_TRACES, PENDING_TIMEOUT_S, LATE_SPAN_WINDOW_S,
     SHUTDOWN_TIMEOUT_S, REPORT_UNSAMPLED, HTTPX_EXCLUDED_URLS, DISABLED_INSTRUMENTATIONS, RESOURCE_DETECTORS,
+    PROPAGATORS,
 )  # fmt: skip
 
 # Read by OpenTelemetry itself, and fatal when bad, before load_config() could
@@ -332,6 +343,7 @@ READ_BY_OPENTELEMETRY_AT_IMPORT: tuple[Setting[Any], ...] = (
     SPAN_ATTRIBUTE_COUNT_LIMIT,
     FASTAPI_EXCLUDED_URLS,
     HTTPX_EXCLUDED_URLS,
+    PROPAGATORS,  # read by `import opentelemetry.propagate`, which `import fastapi` does (>= 0.165)
 )
 
 
