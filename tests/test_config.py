@@ -131,6 +131,8 @@ BAD_VALUES = [
     ("OTEL_SPAN_LINK_COUNT_LIMIT", "-9", "span_link_count_limit", 128),
     ("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "sure", "capture_message_content", "no_content"),
     ("OTEL_EXPERIMENTAL_RESOURCE_DETECTORS", "host,(((", "resource_detectors", ("host",)),
+    ("OTEL_PROPAGATORS", "tracecontext,nonsense", "propagators", "tracecontext"),
+    ("OTEL_PROPAGATORS", "xray", "propagators", "tracecontext,baggage"),
     ("HA_AGENT_TRACING_MAX_REPORTS", "0", "max_reports", 100),
     ("HA_AGENT_TRACING_MAX_PENDING_TRACES", "none", "max_pending_traces", 10_000),
     ("HA_AGENT_TRACING_PENDING_TIMEOUT", "-1", "pending_timeout_s", 300.0),

@@ -392,6 +392,8 @@ class TracingConfig:
     disabled_instrumentations: tuple[str, ...]
     capture_message_content: CaptureMode
     resource_detectors: tuple[str, ...]
+    propagators: str
+    """``OTEL_PROPAGATORS`` as OpenTelemetry applies it (read by it at import; see ``_propagators``)."""
     max_reports: int
     max_pending_traces: int
     pending_timeout_s: float
