@@ -4,7 +4,10 @@
 overrides, which win) into a frozen :class:`TracingConfig`. Nothing else in
 the package reads ``os.environ`` for tracing settings; the SDK's own readers
 are bypassed by passing every value explicitly, so that a bad value warns
-once here instead of raising deep inside the SDK.
+once here instead of raising deep inside the SDK. Where OpenTelemetry reads a
+variable itself whatever it is passed (at import, or the OTLP exporters'
+headers), the variable is rewritten to its valid part before it does:
+:func:`protect_opentelemetry_imports`, :func:`settle_otlp_headers`.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from ha_agent_tracing._settings import (
     boolean,
     choice,
     choices_list,
+    encode_http_headers,
+    http_headers,
     key_values,
     logger,
     names,
@@ -133,9 +138,9 @@ OTLP_PROTOCOL = Setting(
 OTLP_HEADERS = Setting(
     "otlp_headers",
     ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"),
-    key_values,
+    http_headers,
     dict[str, str](),
-    "headers sent with each export, `key=value,...`",
+    "headers sent with each export, `name=value,...`, values percent-encoded (`Bearer%20abc`)",
 )
 OTLP_TIMEOUT_MS = Setting(
     "otlp_timeout_ms",
@@ -359,6 +364,32 @@ def protect_opentelemetry_imports(environ: MutableMapping[str, str] | None = Non
     reader = SettingsReader(environ)
     for setting in READ_BY_OPENTELEMETRY_AT_IMPORT:
         reader.sanitize(setting, environ)
+
+
+def settle_otlp_headers(environ: MutableMapping[str, str] | None = None) -> None:
+    """Rewrite the OTLP header variables to their valid part, encoded as the SDK's reader expects.
+
+    The SDK's OTLP exporters read these variables themselves, whatever they
+    are passed (the HTTP exporter merges them into the headers it is given),
+    and warn about every entry they cannot parse. :func:`load_config` has
+    already warned once about a bad value; called before an exporter is made,
+    this leaves the SDK only what was kept, so it sends the same headers and
+    says nothing more.
+    """
+    environ = os.environ if environ is None else environ
+    for var in OTLP_HEADERS.env:
+        raw = environ.get(var)
+        if raw is None:
+            continue
+        try:
+            kept = http_headers(raw)
+        except InvalidValue as exc:
+            kept = exc.fallback
+        encoded = encode_http_headers(kept)
+        if not encoded:
+            del environ[var]
+        elif encoded != raw:
+            environ[var] = encoded
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 __all__ = [
     "InvalidValue",
@@ -34,6 +34,8 @@ __all__ = [
     "boolean",
     "choice",
     "choices_list",
+    "encode_http_headers",
+    "http_headers",
     "key_values",
     "non_negative_float",
     "non_negative_int",
@@ -293,6 +295,40 @@ def key_values(raw: str) -> dict[str, str]:
             fallback=result,
         )
     return result
+
+
+_TOKEN = re.compile(r"^[!#$&'*+\-.^_`|~0-9A-Za-z]+$")  # an HTTP header name (RFC 9110 token, no %)
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def http_headers(raw: str) -> dict[str, str]:
+    """``name=value`` HTTP headers separated by commas, values percent-decoded (the OTLP exporter format).
+
+    A name must be an HTTP token; a value may not hold control characters (a
+    decoded line break would start another header).
+    """
+    result: dict[str, str] = {}
+    bad: list[str] = []
+    for item in raw.split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        name, decoded = unquote(key.strip()), unquote(value.strip())
+        if not sep or not _TOKEN.match(name) or _CONTROL.search(decoded):
+            bad.append(item.strip())
+            continue
+        result[name] = decoded
+    if bad:
+        raise InvalidValue(
+            f"entries {', '.join(map(repr, bad))} are not name=value with an HTTP header name",
+            fallback=result,
+        )
+    return result
+
+
+def encode_http_headers(headers: Mapping[str, str]) -> str:
+    """The inverse of :func:`http_headers`: every value percent-encoded."""
+    return ",".join(f"{name}={quote(value, safe='')}" for name, value in headers.items())
 
 
 def url_patterns(raw: str) -> str:

@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExportResult,
 )
 
-from ha_agent_tracing._config import TracingConfig, default_otlp_endpoint
+from ha_agent_tracing._config import TracingConfig, default_otlp_endpoint, settle_otlp_headers
 from ha_agent_tracing._internal import InternalErrors
 
 __all__ = ["CountingBatchProcessor", "CountingExporter", "build_exporters"]
@@ -140,6 +140,7 @@ def _otlp_exporter(config: TracingConfig) -> tuple[SpanExporter, str]:
     endpoint = config.otlp_endpoint or default_otlp_endpoint(config.otlp_protocol)
     timeout_s = config.otlp_timeout_ms / 1000.0
     headers = dict(config.otlp_headers)
+    settle_otlp_headers()  # the SDK reads the variables again: leave it only what was kept, warned once
     if config.otlp_protocol == "grpc":
         from grpc import Compression as GrpcCompression
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
