@@ -489,6 +489,13 @@ def load_config(environ: Mapping[str, str] | None = None, **overrides: Any) -> T
     return TracingConfig(**{k: v for k, v in values.items() if k in names})
 
 
+def asked_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> set[str]:
+    """Names of the settings given as ``overrides`` or set (not blank) in the environment."""
+    environ = os.environ if environ is None else environ
+    named = {"traces_exporter" if name == "exporters" else name for name in overrides}
+    return named | {s.name for s in SETTINGS if any((environ.get(var) or "").strip() for var in s.env)}
+
+
 def instrumentation_enabled(config: TracingConfig, name: str) -> bool:
     """Whether the instrumentation ``name`` (its entry-point name) is on."""
     disabled = config.disabled_instrumentations

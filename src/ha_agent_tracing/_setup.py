@@ -39,7 +39,7 @@ from opentelemetry.sdk.trace import SpanLimits
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.version import __version__ as sdk_version
 
-from ha_agent_tracing._config import TracingConfig, instrumentation_enabled, load_config
+from ha_agent_tracing._config import TracingConfig, asked_settings, instrumentation_enabled, load_config
 from ha_agent_tracing._lifespan import flush_at_shutdown
 from ha_agent_tracing._tracker import PerformanceTracker
 from ha_agent_tracing._version import __version__
@@ -48,6 +48,7 @@ from ha_agent_tracing.reports._store import ReportStore
 from ha_agent_tracing.telemetry._exporters import CountingBatchProcessor, build_exporters
 from ha_agent_tracing.telemetry._genai import GenAISpanWatcher
 from ha_agent_tracing.telemetry._instrumentation import instrument_app, instrument_http_clients, uninstrument
+from ha_agent_tracing.telemetry._joined_provider import ignored_settings
 from ha_agent_tracing.telemetry._log_limits import RepeatedLines
 from ha_agent_tracing.telemetry._resource import detect_resource
 from ha_agent_tracing.telemetry._sampling import RecordUnsampled, build_sampler
@@ -251,6 +252,15 @@ def _configure(tracer_provider: SdkTracerProvider | None, overrides: dict[str, A
             provider = build_provider(config)
             trace.set_tracer_provider(provider)
             owns = True
+    if not owns:
+        sampler = build_sampler(config.sampler, config.sampler_arg)
+        asked = asked_settings(**overrides)
+        ignored = ignored_settings(provider, config, asked, sampler, _span_limits(config))
+        if ignored:
+            logger.warning(
+                "the tracer provider that is already set up keeps its own settings; ignored: %s",
+                "; ".join(ignored),
+            )
     tracker.use_provider(provider)
     processor = _attach(config, provider, tracker)
     exporters = build_exporters(config)
