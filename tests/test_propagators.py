@@ -98,6 +98,24 @@ def test_importing_fastapi_first_lets_opentelemetry_raise() -> None:
     assert "Propagator nonsense not found" in result.stderr
 
 
+def test_under_opentelemetry_instrument_a_bad_value_still_stops_the_program() -> None:
+    """What the README says: the distro reads the variable before any package hook can fix it."""
+    command = Path(sys.executable).parent / "opentelemetry-instrument"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env.update({"OTEL_PROPAGATORS": "tracecontext,nonsense", "OTEL_TRACES_EXPORTER": "none"})
+    result = subprocess.run(
+        [str(command), sys.executable, "-c", "print('ran')"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "ran" not in result.stdout
+    assert "Propagator nonsense not found" in result.stderr
+
+
 def test_the_parser_names_the_package_to_install() -> None:
     """A documented propagator that is not installed: the warning says which package brings it."""
     with pytest.raises(ValueError, match="pip install opentelemetry-propagator-ot-trace"):
