@@ -23,6 +23,7 @@ import pytest
 
 from ha_agent_tracing.agent._background import free_port
 
+from .agent_harness import wait_until_answering
 from .receivers import Rotel
 
 pytestmark = pytest.mark.receiver
@@ -35,19 +36,6 @@ def _clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OPENAI_", "HA_"))}
     env.update(extra)
     return env
-
-
-def _wait_healthy(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        assert process.poll() is None, log.read_text()
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, log.read_text()
-        time.sleep(0.1)
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -73,7 +61,7 @@ def test_serve_exports_every_queued_span_when_stopped(tmp_path: Path, stop: sign
             )
         base = f"http://127.0.0.1:{port}"
         try:
-            _wait_healthy(base, process, log)
+            wait_until_answering(f"{base}/health", process, log)
             for message in ("Which lights are on?", "Turn off the kitchen light", "Hello"):
                 assert (
                     httpx.post(f"{base}/api/v1/chat", json={"message": message}, timeout=30).status_code
@@ -108,6 +96,10 @@ USER_APP = """
     from ha_agent_tracing import configure_tracing, get_tracker, shutdown_tracing
 
     {setup}
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {{"status": "ok"}}
 
     @app.post("/work")
     async def work() -> dict:
@@ -171,15 +163,7 @@ def test_a_users_app_under_uvicorn_exports_its_last_spans_on_sigterm(tmp_path: P
             )
         base = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                assert process.poll() is None, log.read_text()
-                try:
-                    httpx.get(f"{base}/", timeout=1)
-                    break
-                except httpx.HTTPError:
-                    assert time.monotonic() < deadline, log.read_text()
-                    time.sleep(0.1)
+            wait_until_answering(f"{base}/health", process, log)
             for _ in range(3):
                 assert httpx.post(f"{base}/work", timeout=10).status_code == 200
             time.sleep(0.1)

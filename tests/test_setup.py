@@ -6,6 +6,7 @@ import logging
 import socket
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import httpx2
@@ -16,7 +17,14 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from ha_agent_tracing import configure_tracing, flush_tracing, get_runtime, get_tracker, shutdown_tracing
+from ha_agent_tracing import (
+    TracingRuntime,
+    configure_tracing,
+    flush_tracing,
+    get_runtime,
+    get_tracker,
+    shutdown_tracing,
+)
 from ha_agent_tracing.agent._background import BackgroundServer
 from ha_agent_tracing.telemetry._exporters import CountingBatchProcessor
 
@@ -144,37 +152,11 @@ def test_the_protocol_picks_the_exporter(provider: TracerProvider, protocol: str
     assert type(batch.exporter.delegate).__module__.startswith(module)
 
 
-def test_shutdown_is_bounded_when_the_collector_never_answers(caplog: pytest.LogCaptureFixture) -> None:
-    """A collector that never replies cannot hold shutdown past its bound; the spans left are counted."""
-    # Its own provider: the exporter stays stuck after the bounded shutdown returns, and a
+@contextmanager
+def exporting_to_a_black_hole(spans: int) -> Iterator[TracingRuntime]:
+    """Tracing that exports to a collector that accepts connections and never answers; ``spans`` made."""
+    # Its own provider: the exporter stays stuck after a bounded shutdown returns, and a
     # second, unbounded SDK shutdown of that provider would wait for it.
-    provider = TracerProvider(shutdown_on_exit=False)
-    with socket.socket() as black_hole:
-        black_hole.bind(("127.0.0.1", 0))
-        black_hole.listen(16)
-        port = black_hole.getsockname()[1]
-        configure_tracing(
-            tracer_provider=provider,
-            exporters="otlp",
-            otlp_traces_endpoint=f"http://127.0.0.1:{port}/v1/traces",
-            otlp_timeout_ms=30_000,
-        )
-        tracker = get_tracker()
-        for _ in range(10):
-            with tracker.operation("chat_request"):
-                pass
-        started = time.monotonic()
-        finished = shutdown_tracing(timeout_s=1.0)
-        elapsed = time.monotonic() - started
-    assert finished is False
-    assert elapsed < 2.0
-    warnings = [r.getMessage() for r in caplog.records if "did not finish" in r.getMessage()]
-    assert len(warnings) == 1
-    assert "about 10 spans, queued or being sent" in warnings[0]
-
-
-def test_flush_is_bounded_when_the_collector_never_answers(caplog: pytest.LogCaptureFixture) -> None:
-    """flush_tracing() (what an app's shutdown runs) returns at its bound too; tracing stays on."""
     provider = TracerProvider(shutdown_on_exit=False)
     with socket.socket() as black_hole:
         black_hole.bind(("127.0.0.1", 0))
@@ -187,9 +169,28 @@ def test_flush_is_bounded_when_the_collector_never_answers(caplog: pytest.LogCap
             otlp_timeout_ms=30_000,
         )
         tracker = get_tracker()
-        for _ in range(3):
+        for _ in range(spans):
             with tracker.operation("chat_request"):
                 pass
+        yield runtime
+
+
+def test_shutdown_is_bounded_when_the_collector_never_answers(caplog: pytest.LogCaptureFixture) -> None:
+    """A collector that never replies cannot hold shutdown past its bound; the spans left are counted."""
+    with exporting_to_a_black_hole(spans=10):
+        started = time.monotonic()
+        finished = shutdown_tracing(timeout_s=1.0)
+        elapsed = time.monotonic() - started
+    assert finished is False
+    assert elapsed < 2.0
+    warnings = [r.getMessage() for r in caplog.records if "did not finish" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "about 10 spans, queued or being sent" in warnings[0]
+
+
+def test_flush_is_bounded_when_the_collector_never_answers(caplog: pytest.LogCaptureFixture) -> None:
+    """flush_tracing() (what an app's shutdown runs) returns at its bound too; tracing stays on."""
+    with exporting_to_a_black_hole(spans=3) as runtime:
         started = time.monotonic()
         finished = flush_tracing(timeout_s=1.0)
         elapsed = time.monotonic() - started

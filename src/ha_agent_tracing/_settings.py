@@ -277,24 +277,27 @@ def names(raw: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(entry.strip().lower() for entry in raw.split(",") if entry.strip()))
 
 
-def key_values(raw: str) -> dict[str, str]:
-    """``key=value`` pairs separated by commas, values percent-decoded (W3C Baggage style)."""
+def _pairs(raw: str, accept: Callable[[str, str], bool], expected: str) -> dict[str, str]:
+    """Comma-separated ``key=value`` entries that ``accept(key, decoded value)``; the rest rejected."""
     result: dict[str, str] = {}
     bad: list[str] = []
     for item in raw.split(","):
         if not item.strip():
             continue
         key, sep, value = item.partition("=")
-        if not sep or not key.strip():
+        decoded = unquote(value.strip())
+        if not sep or not accept(key.strip(), decoded):
             bad.append(item.strip())
             continue
-        result[key.strip()] = unquote(value.strip())
+        result[key.strip()] = decoded
     if bad:
-        raise InvalidValue(
-            f"entries {', '.join(map(repr, bad))} are not key=value",
-            fallback=result,
-        )
+        raise InvalidValue(f"entries {', '.join(map(repr, bad))} are not {expected}", fallback=result)
     return result
+
+
+def key_values(raw: str) -> dict[str, str]:
+    """``key=value`` pairs separated by commas, values percent-decoded (W3C Baggage style)."""
+    return _pairs(raw, lambda key, _: bool(key), "key=value")
 
 
 _TOKEN = re.compile(r"^[!#$&'*+\-.^_`|~0-9A-Za-z]+$")  # an HTTP header name (RFC 9110 token, no %)
@@ -307,23 +310,11 @@ def http_headers(raw: str) -> dict[str, str]:
     A name must be an HTTP token; a value may not hold control characters (a
     decoded line break would start another header).
     """
-    result: dict[str, str] = {}
-    bad: list[str] = []
-    for item in raw.split(","):
-        if not item.strip():
-            continue
-        key, sep, value = item.partition("=")
-        name, decoded = unquote(key.strip()), unquote(value.strip())
-        if not sep or not _TOKEN.match(name) or _CONTROL.search(decoded):
-            bad.append(item.strip())
-            continue
-        result[name] = decoded
-    if bad:
-        raise InvalidValue(
-            f"entries {', '.join(map(repr, bad))} are not name=value with an HTTP header name",
-            fallback=result,
-        )
-    return result
+    return _pairs(
+        raw,
+        lambda name, value: bool(_TOKEN.match(name)) and not _CONTROL.search(value),
+        "name=value with an HTTP header name",
+    )
 
 
 def encode_http_headers(headers: Mapping[str, str]) -> str:
