@@ -311,7 +311,8 @@ SHUTDOWN_TIMEOUT_S = Setting(
     ("HA_AGENT_TRACING_SHUTDOWN_TIMEOUT",),
     positive_float,
     5.0,
-    "longest `shutdown_tracing()` waits for the last export, seconds",
+    "longest `shutdown_tracing()`, `flush_tracing()` and the flush at an app's shutdown wait for the "
+    "last export, seconds",
 )
 PROPAGATORS = Setting(
     "propagators",
