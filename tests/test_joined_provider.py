@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 
 from ha_agent_tracing import configure_tracing, load_config
 from ha_agent_tracing._setup import build_provider
+from ha_agent_tracing.telemetry._joined_provider import _provider_limits
 
 JOINING = "the tracer provider that is already set up keeps its own settings"
 
@@ -100,3 +101,11 @@ def test_joining_the_global_provider_warns() -> None:
     (line,) = [line for line in result.stderr.splitlines() if JOINING in line]
     assert line.startswith("WARNING ")
     assert "resource service.name='chat' (the provider's: 'unknown_service:python')" in line
+
+
+def test_the_providers_limits_are_read_from_the_sdk() -> None:
+    """The one SDK-private read here (a provider's span limits) still works with the installed SDK."""
+    provider = TracerProvider(span_limits=SpanLimits(max_attributes=7), shutdown_on_exit=False)
+    limits = _provider_limits(provider)
+    assert limits is not None, "the SDK no longer keeps a provider's limits where they are read"
+    assert limits.max_attributes == 7
