@@ -39,6 +39,8 @@ class ReceivedSpan:
     attributes: dict[str, Any]
     status: str
     resource: dict[str, Any] = field(default_factory=dict[str, Any])
+    kind: str = ""
+    """The span kind the receiver derived (Phoenix: OpenInference's LLM, TOOL, CHAIN, ... or UNKNOWN)."""
 
     @property
     def duration_ms(self) -> float:
@@ -335,6 +337,7 @@ class Phoenix:
                 end_ns=_iso_ns(item["end_time"]),
                 attributes=item.get("attributes") or {},
                 status=item.get("status_code", ""),
+                kind=item.get("span_kind", ""),
             )
             for item in response.json()["data"]
         ]

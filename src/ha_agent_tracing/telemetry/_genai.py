@@ -41,6 +41,7 @@ from opentelemetry.util.types import AttributeValue
 
 from ha_agent_tracing._attributes import SCHEMA_URL, SEMCONV_VERSION
 from ha_agent_tracing._config import CAPTURE_MODES, CaptureMode
+from ha_agent_tracing.reports import TRACER_NAME
 
 __all__ = [
     "CAPTURE_MODES",
@@ -288,15 +289,24 @@ class GenAISpanWatcher(SpanProcessor):
     """Notices an LLM span that another instrumentation opens inside a :class:`ChatCall`.
 
     ``on_start`` runs in the code that starts the span, so the call being
-    watched is in its context; anything else costs one context-variable read.
+    watched is in its context. It also gives each tracked metric an
+    OpenInference span kind, so that trace viewers such as Phoenix do not show
+    it as "unknown": ``TOOL`` for ``execute_tool`` spans, ``CHAIN`` for the
+    others (a :class:`ChatCall` sets ``LLM`` or ``CHAIN`` when it ends).
     """
 
     def on_start(self, span: SdkSpan, parent_context: Context | None = None) -> None:
         """Mark the watched call as instrumented elsewhere when an LLM span starts inside it."""
+        attributes = span.attributes or {}
+        scope = span.instrumentation_scope
+        if scope is not None and scope.name == TRACER_NAME and OPENINFERENCE_SPAN_KIND not in attributes:
+            tool = attributes.get("gen_ai.operation.name") == "execute_tool"
+            span.set_attribute(OPENINFERENCE_SPAN_KIND, "TOOL" if tool else "CHAIN")
+            return
         watch = _WATCHED.get()
         if watch is None or span is watch.span:
             return
-        if _is_llm_span(span.attributes or {}):
+        if _is_llm_span(attributes):
             watch.other_llm_span = True
 
     def on_end(self, span: ReadableSpan) -> None:
