@@ -25,7 +25,11 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Request
+
+# The class itself, not `fastapi.FastAPI`: under `opentelemetry-instrument` that name is
+# replaced by an instrumented subclass, and the model stands in for an outside API.
+from fastapi.applications import FastAPI
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from ha_agent_tracing.agent._tokens import count_message_tokens, get_counter

@@ -3,7 +3,8 @@
 The distro builds and sets the tracer provider from the ``OTEL_*`` variables
 and loads the instrumentors; this hook (group ``opentelemetry_post_instrument``)
 then attaches the report processor to that provider, so ``get_tracker()``
-reports work without calling ``configure_tracing``. It never raises: a failure
+reports work without calling ``configure_tracing``, and keeps the performance
+endpoints and health checks of the FastAPI apps made afterwards untraced. It never raises: a failure
 here must not stop the application from starting.
 """
 
@@ -23,11 +24,13 @@ def attach_report_processor() -> None:
     """Attach the report processor to the global SDK provider, if there is one."""
     try:
         from ha_agent_tracing._setup import attach_to_existing
+        from ha_agent_tracing.telemetry._instrumentation import exclude_under_auto_instrumentation
 
         provider = trace.get_tracer_provider()
         if not isinstance(provider, TracerProvider):
             logger.debug("no SDK tracer provider is set up; performance reports stay off")
             return
-        attach_to_existing(provider)
+        runtime = attach_to_existing(provider)
+        exclude_under_auto_instrumentation(runtime.config.fastapi_excluded_urls)
     except Exception:
         logger.exception("could not attach the performance report processor; the application is not affected")

@@ -30,6 +30,7 @@ from opentelemetry.trace import TracerProvider
 
 __all__ = [
     "ALWAYS_EXCLUDED_URLS",
+    "exclude_under_auto_instrumentation",
     "fastapi_native_telemetry_off",
     "instrument_app",
     "instrument_http_clients",
@@ -44,11 +45,38 @@ ALWAYS_EXCLUDED_URLS = "/api/v1/performance,/health,/healthz,/readyz,/livez"
 
 def fastapi_native_telemetry_off() -> dict[str, Any]:
     """Keyword arguments for ``FastAPI(...)`` that keep FastAPI's own telemetry off (none before 0.165)."""
-    from fastapi import FastAPI
+    # The class itself: under `opentelemetry-instrument`, `fastapi.FastAPI` is an instrumented
+    # subclass whose `__init__(*args, **kwargs)` hides the parameters.
+    from fastapi.applications import FastAPI
 
     if "telemetry" not in inspect.signature(FastAPI.__init__).parameters:
         return {}
     return {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+
+
+def exclude_under_auto_instrumentation(extra_excluded: str = "") -> bool:
+    """Under ``opentelemetry-instrument``: FastAPI apps made from now on never trace the excluded URLs.
+
+    The FastAPI instrumentation that the launcher turns on replaces the
+    ``FastAPI`` class, and instruments each new app with the keyword arguments
+    it keeps on that class; it reads ``OTEL_PYTHON_FASTAPI_EXCLUDED_URLS``
+    itself only when they name no ``excluded_urls``. Adding ours there keeps
+    the performance endpoints and health checks out, as :func:`instrument_app`
+    does. Returns whether the class was found replaced.
+    """
+    from opentelemetry.instrumentation import fastapi as fastapi_instrumentation
+
+    patched = getattr(fastapi_instrumentation, "_InstrumentedFastAPI", None)
+    import fastapi
+
+    if patched is None or fastapi.FastAPI is not patched:
+        return False
+    kwargs = dict(getattr(patched, "_instrument_kwargs", None) or {})
+    given = kwargs.get("excluded_urls")
+    patterns = (ALWAYS_EXCLUDED_URLS, extra_excluded if given is None else str(given))
+    kwargs["excluded_urls"] = ",".join(part for part in patterns if part)
+    patched._instrument_kwargs = kwargs  # type: ignore[attr-defined]
+    return True
 
 
 def instrument_app(app: Any, provider: TracerProvider | None, extra_excluded: str = "") -> bool:
