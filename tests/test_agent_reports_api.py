@@ -21,7 +21,7 @@ def test_the_endpoints_are_off_unless_enabled() -> None:
 def test_every_endpoint_requires_the_bearer_token(token: str | None, status: int) -> None:
     """Missing or wrong tokens are refused with 401 and WWW-Authenticate; the right one passes."""
     with running_agent() as agent:
-        for path in ("/reports", "/summary", "/export", "/stats"):
+        for path in ("/reports", "/summary", "/export", "/stats", "/insights"):
             response = agent.api(path, token=token)
             assert response.status_code == status, path
             if status == 401:
@@ -74,3 +74,22 @@ def test_reports_summary_export_and_one_trace() -> None:
     assert bad_limit.status_code == 422
     assert stats["processor"]["reports"] == 3
     assert operations == {"chat_request"}, "reading reports made no report"
+
+
+def test_insights_name_the_bottleneck_of_the_stored_reports() -> None:
+    """GET /insights is `analyze` over the stored reports: the bottleneck, shares, trace ids."""
+    with running_agent(model_latency_ms=40, home_latency_ms=10) as agent:
+        for message in ("Switch on the coffee maker and turn on the office fan", "Which lights are on?"):
+            assert agent.chat(message).status_code == 200
+        reports = agent.reports(2)
+        body = agent.api("/insights?top=1").json()
+        assert agent.api("/insights?operation=nightly").json() == {"count": 0, "operations": {}}
+        assert agent.api("/insights?top=-1").status_code == 422
+    found = body["operations"]["chat_request"]
+    assert body["count"] == 2 and found["requests"] == 2
+    assert found["bottleneck"]["name"] == "openai_api_call"
+    assert len(found["critical_paths"]) == 1
+    assert (
+        found["critical_paths"][0]["trace_id"] == max(reports, key=lambda r: r["total_duration"])["trace_id"]
+    )
+    assert found["concurrency"]["metrics"] == ["tool_execution"]

@@ -21,6 +21,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from ha_agent_tracing._setup import get_runtime
 from ha_agent_tracing._tracker import PerformanceTracker
 from ha_agent_tracing.agent._settings import AgentSettings
+from ha_agent_tracing.analysis import analyze_reports
 
 __all__ = ["reports_router"]
 
@@ -89,6 +90,17 @@ def reports_router(settings: AgentSettings, tracker: PerformanceTracker) -> APIR
             media_type="application/json",
             headers={"Content-Disposition": 'attachment; filename="performance-reports.json"'},
         )
+
+    @router.get("/insights")
+    def insights(
+        operation: str | None = None, top: Annotated[int, Query(ge=0, le=100)] = 5
+    ) -> dict[str, Any]:
+        """Where the time goes (``ha-agent-tracing analyze``) for the stored reports, per operation.
+
+        A plain ``def``: FastAPI runs it on a worker thread, so the analysis never stalls chat requests.
+        """
+        found = tracker.store.reports(operation=operation)
+        return {"count": len(found), "operations": analyze_reports(found, top=top) if found else {}}
 
     @router.get("/stats")
     async def stats() -> dict[str, Any]:
