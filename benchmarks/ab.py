@@ -1,6 +1,7 @@
 """A/B runs of the reference service, compared with `ha-agent-tracing compare`.
 
     .venv/bin/python benchmarks/ab.py parallel-tools   # HA_AGENT_PARALLEL_TOOLS true (A) vs false (B)
+    .venv/bin/python benchmarks/ab.py parallel-tools-mixed   # the same with a mixed workload
     .venv/bin/python benchmarks/ab.py context-cache    # HA_AGENT_CONTEXT_TTL 30 (A, default) vs 0 (B), questions
     .venv/bin/python benchmarks/ab.py context-cache-mixed   # the same with the mixed workload
     .venv/bin/python benchmarks/ab.py parallel-tools --quick   # the smoke run CI makes
@@ -45,6 +46,12 @@ MIXED = [
     "Turn off the porch light and what's the temperature",
     "Hello there",
 ]
+# Two tool calls in one model turn each: the requests the tool-call switch can change.
+TWO_TOOLS = [
+    "Turn off the kitchen light and tell me the temperature",
+    "Switch on the coffee maker and turn on the office fan",
+    "Turn off the porch light and what's the temperature",
+]
 # Questions only: no device changes state, so nothing invalidates the cached
 # context (every call_service does) and the cache's own effect shows.
 QUESTIONS = [
@@ -56,6 +63,11 @@ QUESTIONS = [
 
 EXPERIMENTS: dict[str, dict[str, object]] = {
     "parallel-tools": {
+        "a": ("parallel", {"HA_AGENT_PARALLEL_TOOLS": "true"}),
+        "b": ("sequential", {"HA_AGENT_PARALLEL_TOOLS": "false"}),
+        "messages": TWO_TOOLS,
+    },
+    "parallel-tools-mixed": {
         "a": ("parallel", {"HA_AGENT_PARALLEL_TOOLS": "true"}),
         "b": ("sequential", {"HA_AGENT_PARALLEL_TOOLS": "false"}),
         "messages": MIXED,
