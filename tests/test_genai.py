@@ -332,3 +332,37 @@ def test_without_capture_no_content_is_recorded_anywhere() -> None:
         "gen_ai.tool.call.result",
     }
     assert keys & content == set()
+
+
+def test_a_failed_call_still_names_its_request() -> None:
+    """The block raises: the span keeps operation, provider, model and server for error views."""
+    provider, exporter = _watched_provider()
+    call = ChatCall(model="m", server="http://127.0.0.1:9/v1")
+    with (
+        pytest.raises(ConnectionError),
+        provider.get_tracer("t").start_as_current_span("openai_api_call") as span,
+        call.on(span),
+    ):
+        raise ConnectionError("refused")
+    (finished,) = exporter.get_finished_spans()
+    attributes = dict(finished.attributes or {})
+    assert attributes["gen_ai.operation.name"] == "chat"
+    assert attributes["gen_ai.request.model"] == "m"
+    assert attributes["server.port"] == 9
+    assert "gen_ai.usage.input_tokens" not in attributes
+
+
+def test_a_streamed_call_through_the_service_has_stream_and_time_to_first_chunk() -> None:
+    """HA_AGENT_STREAM=true: gen_ai.request.stream and a first-chunk time within the call, in seconds."""
+    with running_agent(stream=True) as agent:
+        agent.chat("Which lights are on?")
+        calls = agent.spans("openai_api_call")
+    assert calls
+    for span in calls:
+        attributes = dict(span.attributes or {})
+        assert attributes["gen_ai.request.stream"] is True
+        first = float(str(attributes["gen_ai.response.time_to_first_chunk"]))
+        assert span.end_time is not None and span.start_time is not None
+        assert 0 < first < (span.end_time - span.start_time) / 1e9
+        # the report's own figure is milliseconds, measured from the request on
+        assert abs(first * 1000 - float(str(attributes["time_to_first_chunk_ms"]))) < 50
