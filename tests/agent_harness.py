@@ -77,6 +77,7 @@ def running_agent(**overrides: Any) -> Iterator[Agent]:
     options.update(overrides)
     tracing = options.pop("tracing", {})
     id_generator = options.pop("id_generator", None)
+    home = options.pop("home", None)
     settings = load_agent_settings({}, **options)
     tracing = {"exporters": "none", **tracing}
     # The provider a deployment would get (resource, sampler, limits from the
@@ -86,7 +87,7 @@ def running_agent(**overrides: Any) -> Iterator[Agent]:
         provider.id_generator = id_generator
     exporter = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    app = create_app(settings)
+    app = create_app(settings, home=home)
     runtime = configure_tracing(app, tracer_provider=provider, **tracing)
     try:
         with BackgroundServer(app) as server:

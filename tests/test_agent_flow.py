@@ -60,6 +60,7 @@ def test_every_documented_metric_with_its_metadata() -> None:
         "iterations",
         "tokens_used",
         "response_time_ms",
+        "truncated",
     }
     assert body["conversation_id"] == "conv_a"
     assert body["iterations"] == 2
@@ -247,7 +248,7 @@ def test_a_model_that_cannot_be_reached_is_a_502_and_the_failure_is_recorded() -
         (report,) = agent.reports(1)
         (call,) = agent.spans("openai_api_call")
     assert response.status_code == 502
-    assert "model call failed" in response.json()["detail"]
+    assert response.json()["detail"] == "The model provider could not be reached."
     assert call.status.status_code is StatusCode.ERROR
     assert report["status"] == "error"
 
@@ -279,7 +280,7 @@ def test_history_is_truncated_to_the_token_budget() -> None:
 
 
 def test_a_draft_automation_is_pending_until_confirmed() -> None:
-    """preview_automation leaves a pending preview; 'confirm' clears it and the model says so."""
+    """preview_automation leaves a pending preview; 'confirm' creates it and the answer says so."""
     with running_agent() as agent:
         agent.chat("When the sun sets turn on the porch light", "auto")
         answer = agent.chat("confirm", "auto").json()["message"]
@@ -287,9 +288,9 @@ def test_a_draft_automation_is_pending_until_confirmed() -> None:
     checks = [by_name(r)["pending_preview_check"][0]["metadata"] for r in reports]
     assert checks == [
         {"has_pending_preview": False, "confirmed": False},
-        {"has_pending_preview": True, "confirmed": True},
+        {"has_pending_preview": True, "confirmed": True, "preview_kind": "automation", "executed": True},
     ]
-    assert "created and active" in answer
+    assert "created automation.when_the_sun_sets_turn_on_the_porch_light" in answer
 
 
 @pytest.mark.parametrize(

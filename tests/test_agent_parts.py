@@ -7,13 +7,13 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI, Header, HTTPException
 
 from ha_agent_tracing.agent._background import BackgroundServer
 from ha_agent_tracing.agent._model_server import decide
 from ha_agent_tracing.agent._rate_limit import RateLimiter
 
 from .agent_harness import running_agent
+from .ha_stand_in import home_assistant_stand_in
 
 SYSTEM = {
     "role": "system",
@@ -114,44 +114,6 @@ def test_rate_limiter_slides_its_window() -> None:
     now[0] = 10.5
     assert limiter.check("a")[0] is True
     assert RateLimiter.retry_after_header(0.2) == "1"
-
-
-def home_assistant_stand_in(token: str, calls: list[tuple[str, dict[str, Any]]]) -> FastAPI:
-    """A loopback server speaking Home Assistant's REST API for two entities."""
-    app = FastAPI()
-    states = {
-        "light.hall": {
-            "entity_id": "light.hall",
-            "state": "off",
-            "attributes": {"friendly_name": "Hall Light"},
-        },
-        "sensor.attic_temperature": {
-            "entity_id": "sensor.attic_temperature",
-            "state": "30.5",
-            "attributes": {"friendly_name": "Attic Temperature", "unit_of_measurement": "°C"},
-        },
-    }
-
-    def check(authorization: str | None) -> None:
-        if authorization != f"Bearer {token}":
-            raise HTTPException(401, "unauthorized")
-
-    @app.get("/api/states")
-    async def get_states(authorization: str | None = Header(default=None)) -> list[dict[str, Any]]:
-        check(authorization)
-        return list(states.values())
-
-    @app.post("/api/services/{domain}/{service}")
-    async def call(
-        domain: str, service: str, data: dict[str, Any], authorization: str | None = Header(default=None)
-    ) -> list[dict[str, Any]]:
-        check(authorization)
-        calls.append((f"{domain}.{service}", data))
-        entity = states[data["entity_id"]]
-        entity["state"] = "on" if service == "turn_on" else "off"
-        return [entity]
-
-    return app
 
 
 def test_with_ha_url_and_token_the_tools_use_the_rest_api() -> None:

@@ -364,6 +364,8 @@ def _as_typed(value: object) -> str:
         return f"`{str(value).lower()}`"
     if isinstance(value, float) and value.is_integer():
         return f"`{int(value)}`"
+    if isinstance(value, tuple):
+        return f"`{','.join(map(str, value))}`"  # pyright: ignore[reportUnknownArgumentType]
     return f"`{value}`"
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from ha_agent_tracing.agent._app import ChatRequest, ChatResponse, create_app
 from ha_agent_tracing.agent._home import EmbeddedHome, Home, HomeError, RestHome
-from ha_agent_tracing.agent._model_server import create_model_app
+from ha_agent_tracing.agent._model_server import ModelFaults, create_model_app
 from ha_agent_tracing.agent._settings import AgentSettings, load_agent_settings
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "EmbeddedHome",
     "Home",
     "HomeError",
+    "ModelFaults",
     "RestHome",
     "create_app",
     "create_model_app",

@@ -138,7 +138,10 @@ def create_app(
         if settings.embedded_model:
             model_server = BackgroundServer(create_model_app(settings.model_latency_ms)).start()
             client = AsyncOpenAI(
-                api_key="embedded-model", base_url=f"{model_server.url}/v1", timeout=settings.openai_timeout_s
+                api_key="embedded-model",
+                base_url=f"{model_server.url}/v1",
+                timeout=settings.openai_timeout_s,
+                max_retries=0,  # the chat service retries itself, within HA_AGENT_OPENAI_TIMEOUT
             )
             logger.info("no OPENAI_API_KEY: using the embedded model at %s", model_server.url)
         else:
@@ -146,6 +149,7 @@ def create_app(
                 api_key=settings.openai_api_key or "not-needed",
                 base_url=settings.openai_base_url,
                 timeout=settings.openai_timeout_s,
+                max_retries=0,
             )
         used_home = home
         if used_home is None:
@@ -193,7 +197,11 @@ def create_app(
                 headers={"Retry-After": RateLimiter.retry_after_header(exc.retry_after_s)},
             )
         except ModelError as exc:
-            raise HTTPException(502, str(exc)) from exc
+            # A plain sentence; 429/503 pass the provider's Retry-After on (see ModelError).
+            headers = None
+            if exc.retry_after_s is not None:
+                headers = {"Retry-After": RateLimiter.retry_after_header(exc.retry_after_s)}
+            return JSONResponse({"detail": str(exc)}, status_code=exc.status, headers=headers)
         return result
 
     @app.get("/health")

@@ -19,21 +19,30 @@ import json
 import logging
 import re
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from openai import AsyncOpenAI
 from opentelemetry import trace
 from pydantic import BaseModel
 
-from ha_agent_tracing._tracker import Metric, PerformanceTracker
+from ha_agent_tracing._tracker import PerformanceTracker
 from ha_agent_tracing.agent._context import HomeContext, assemble_messages
 from ha_agent_tracing.agent._conversations import Conversation, ConversationStore
-from ha_agent_tracing.agent._home import Home
+from ha_agent_tracing.agent._exposed import Exposure
+from ha_agent_tracing.agent._home import Home, HomeError
+from ha_agent_tracing.agent._model_call import ModelCallError, ModelTurn, call_model
 from ha_agent_tracing.agent._rate_limit import RateLimiter
 from ha_agent_tracing.agent._settings import AgentSettings
 from ha_agent_tracing.agent._tokens import get_counter
-from ha_agent_tracing.agent._tools import TOOL_SCHEMAS, ToolCall, ToolError, run_tool
+from ha_agent_tracing.agent._tools import (
+    TOOL_SCHEMAS,
+    ToolCall,
+    ToolError,
+    Tools,
+    describe_preview,
+    execute_preview,
+    run_tool,
+)
 from ha_agent_tracing.genai import ChatCall, record_content, system_instructions, tool_attributes
 
 __all__ = ["ChatResult", "ChatService", "ModelError", "RateLimited"]
@@ -41,6 +50,11 @@ __all__ = ["ChatResult", "ChatService", "ModelError", "RateLimited"]
 logger = logging.getLogger("ha_agent_tracing.agent")
 
 _CONFIRMATION = re.compile(r"^\s*(yes|confirm|create it|do it|ok)\b", re.IGNORECASE)
+
+_DEADLINE_GRACE_S = 0.25
+
+ModelError = ModelCallError
+"""The chat got no usable answer: ``status`` (429, 503, 502 or 504), ``retry_after_s``, a plain message."""
 
 
 class RateLimited(Exception):
@@ -51,10 +65,6 @@ class RateLimited(Exception):
         self.retry_after_s = retry_after_s
 
 
-class ModelError(Exception):
-    """The model could not be reached or refused the request."""
-
-
 class ChatResult(BaseModel):
     """What the chat endpoint answers (also its HTTP response model)."""
 
@@ -62,18 +72,9 @@ class ChatResult(BaseModel):
     message: str
     tool_calls: list[dict[str, Any]]
     iterations: int
-    tokens_used: int
+    tokens_used: int | None
     response_time_ms: float
-
-
-@dataclass
-class _Turn:
-    content: str | None
-    tool_calls: list[ToolCall]
-    finish_reason: str | None
-    model: str | None = None
-    response_id: str | None = None
-    usage: dict[str, int] = field(default_factory=dict[str, int])
+    truncated: bool = False
 
 
 class ChatService:
@@ -92,18 +93,31 @@ class ChatService:
         self.client = client
         self.conversations = ConversationStore()
         self.limiter = RateLimiter(settings.rate_limit, settings.rate_limit_window_s)
-        self.context = HomeContext(home, tracker, settings.context_ttl_s)
-        self.counter = get_counter()
+        exposure = Exposure(settings.exposed_entities)
+        self.tools = Tools(home, exposure, settings.confirm_domains)
+        self.context = HomeContext(home, tracker, settings.context_ttl_s, exposure=exposure)
+        self.counter = get_counter(settings.model)
 
     async def chat(self, message: str, conversation_id: str | None, client_id: str) -> ChatResult:
         """Answer one chat message; raises :class:`RateLimited` or :class:`ModelError`."""
-        if trace.get_current_span().is_recording():
-            self.tracker.set_operation("chat_request")  # the server span is the report's root
-            return await self._chat(message, conversation_id, client_id)
-        # No server span (its instrumentation is off or excludes this URL): the request
-        # gets a root of its own, so its metrics still make one report.
-        with self.tracker.operation("chat_request"):
-            return await self._chat(message, conversation_id, client_id)
+        try:
+            if trace.get_current_span().is_recording():
+                self.tracker.set_operation("chat_request")  # the server span is the report's root
+                return await self._chat(message, conversation_id, client_id)
+            # No server span (its instrumentation is off or excludes this URL): the request
+            # gets a root of its own, so its metrics still make one report.
+            with self.tracker.operation("chat_request"):
+                return await self._chat(message, conversation_id, client_id)
+        except ModelError as exc:
+            logger.warning(
+                "chat request failed: %s (error.type=%s, attempts=%d, provider status=%s, request id=%s)",
+                exc,
+                exc.error_type,
+                exc.attempts,
+                exc.status_code,
+                exc.request_id,
+            )
+            raise
 
     async def _chat(self, message: str, conversation_id: str | None, client_id: str) -> ChatResult:
         started = time.perf_counter()
@@ -115,25 +129,55 @@ class ChatService:
         if not allowed:
             raise RateLimited(retry_after)
 
+        timeout = self.settings.chat_timeout_s
+        try:
+            # Model calls end at the deadline on their own (and say so in the report); the grace
+            # lets them, and still bounds a request held up elsewhere (a slow home, a slow tool).
+            async with asyncio.timeout(timeout + _DEADLINE_GRACE_S):
+                return await self._answer(message, conversation_id, started, time.monotonic() + timeout)
+        except TimeoutError as exc:
+            raise ModelError(
+                f"The request did not finish within {timeout:.3g} s.", error_type="timeout", status=504
+            ) from exc
+
+    async def _answer(
+        self, message: str, conversation_id: str | None, started: float, deadline: float
+    ) -> ChatResult:
+        track = self.tracker.track
         with track("conversation_management") as metric:
             conversation, is_new = self.conversations.get_or_create(conversation_id)
             metric.update(
                 conversation_id=conversation.id, is_new=is_new, message_count=len(conversation.messages)
             )
 
+        summaries: list[dict[str, Any]] = []
         with track("pending_preview_check") as metric:
             pending = conversation.pending_preview
-            confirmed = self._check_pending_preview(conversation, message)
+            confirmed = pending is not None and bool(_CONFIRMATION.match(message))
             metric.update(has_pending_preview=pending is not None, confirmed=confirmed)
+            outcome = ""
+            if confirmed and pending is not None:
+                conversation.pending_preview = None
+                outcome, executed = await self._execute_preview(pending)
+                metric.update(preview_kind=pending.get("kind"), executed=executed)
+                if not executed:
+                    metric.record_error(HomeError(outcome))
+                summaries.append(
+                    {"id": "confirmed_preview", "name": pending.get("kind"), "success": executed}
+                )
 
         with track("message_assembly") as metric:
             system = await self.context.system_message()
             if confirmed and pending is not None:
-                alias = json.dumps(pending["alias"])
-                system += f"\n\nThe user confirmed the draft automation {alias}; it is now active."
-            elif conversation.pending_preview is not None:
                 system += (
-                    f"\n\nA draft automation awaits confirmation: {json.dumps(conversation.pending_preview)}"
+                    f"\n\nThe user confirmed: {describe_preview(pending)}. "
+                    f"Home Assistant's outcome: {outcome}. Tell the user exactly this outcome."
+                )
+            elif conversation.pending_preview is not None:
+                waiting = conversation.pending_preview
+                system += (
+                    f"\n\nAwaiting the user's confirmation to {describe_preview(waiting)}: "
+                    + json.dumps(waiting)
                 )
             assembly = assemble_messages(
                 system, conversation.messages, message, self.settings.history_token_budget, self.counter
@@ -153,15 +197,16 @@ class ChatService:
             )
 
         messages = assembly.messages
-        usages: list[dict[str, int]] = []
-        summaries: list[dict[str, Any]] = []
+        turns: list[ModelTurn] = []
         answer = ""
+        truncated = False
         iteration = 0
         for iteration in range(1, self.settings.max_iterations + 1):
-            turn = await self._call_model(messages, iteration)
-            usages.append(turn.usage)
+            turn = await self._call_model(messages, iteration, deadline)
+            turns.append(turn)
             if not turn.tool_calls:
                 answer = turn.content or ""
+                truncated = turn.finish_reason == "length"
                 break
             messages.append(
                 {
@@ -190,12 +235,16 @@ class ChatService:
             answer = f"I stopped after {self.settings.max_iterations} steps without a final answer."
 
         with track("token_count_retrieval") as metric:
-            prompt = sum(u.get("prompt_tokens", 0) for u in usages)
-            completion = sum(u.get("completion_tokens", 0) for u in usages)
+            # Unknown usage stays unknown: one turn without it leaves the totals unknown, not low.
+            known = all(t.tokens_used is not None for t in turns)
+            prompt = sum(t.prompt_tokens or 0 for t in turns) if known else None
+            completion = sum(t.completion_tokens or 0 for t in turns) if known else None
+            total = prompt + completion if prompt is not None and completion is not None else None
             metric.update(
-                tokens_used=prompt + completion,
+                tokens_used=total,
                 prompt_tokens=prompt,
                 completion_tokens=completion,
+                usage_known=known,
                 iterations=iteration,
             )
 
@@ -206,18 +255,24 @@ class ChatService:
             message=answer,
             tool_calls=summaries,
             iterations=iteration,
-            tokens_used=prompt + completion,
+            tokens_used=total,
             response_time_ms=(time.perf_counter() - started) * 1000,
+            truncated=truncated,
         )
 
-    def _check_pending_preview(self, conversation: Conversation, message: str) -> bool:
-        if conversation.pending_preview is None or not _CONFIRMATION.match(message):
-            return False
-        logger.info("automation %r confirmed", conversation.pending_preview.get("alias"))
-        conversation.pending_preview = None
-        return True
+    async def _execute_preview(self, preview: dict[str, Any]) -> tuple[str, bool]:
+        """Carry out a confirmed preview in Home Assistant: (what happened, whether it worked)."""
+        try:
+            outcome = await execute_preview(self.tools, preview)
+        except HomeError as exc:
+            logger.info("confirmed preview failed: %s", exc)
+            return f"it failed: {exc}", False
+        finally:
+            self.context.invalidate()
+        logger.info("confirmed preview carried out: %s", outcome)
+        return outcome, True
 
-    async def _call_model(self, messages: list[dict[str, Any]], iteration: int) -> _Turn:
+    async def _call_model(self, messages: list[dict[str, Any]], iteration: int, deadline: float) -> ModelTurn:
         call = ChatCall(
             model=self.settings.model,
             server=self.client.base_url,
@@ -236,95 +291,55 @@ class ChatService:
         ):
             call.request(messages, TOOL_SCHEMAS)
             try:
-                stream = self.settings.stream
-                turn = await (self._stream_turn(messages, metric, call) if stream else self._turn(messages))
-            except Exception as exc:
-                raise ModelError(f"the model call failed: {type(exc).__name__}") from exc
-            prompt = turn.usage.get("prompt_tokens", 0)
-            completion = turn.usage.get("completion_tokens", 0)
+                turn = await call_model(
+                    self.client,
+                    {"model": self.settings.model, "messages": messages, "tools": TOOL_SCHEMAS},
+                    stream=self.settings.stream,
+                    timeout_s=self.settings.openai_timeout_s,
+                    max_retries=self.settings.openai_max_retries,
+                    deadline=deadline,
+                    on_first_chunk=call.first_chunk,
+                )
+                if turn.finish_reason == "length" and turn.tool_calls:
+                    # Arguments cut off at the token limit: never act on them.
+                    raise ModelCallError(
+                        "The model's answer was cut off at its token limit.",
+                        error_type="length",
+                        attempts=turn.attempts,
+                        status_code=turn.status_code,
+                        request_id=turn.request_id,
+                    )
+            except ModelCallError as exc:
+                metric.update(
+                    attempts=exc.attempts,
+                    provider_request_id=exc.request_id,
+                    retry_after_s=exc.retry_after_s,
+                    **{"error.type": exc.error_type, "http.response.status_code": exc.status_code},
+                )
+                raise
             metric.update(
-                tokens_used=prompt + completion,
-                prompt_tokens=prompt,
-                completion_tokens=completion,
+                attempts=turn.attempts,
+                provider_request_id=turn.request_id,
+                tokens_used=turn.tokens_used,
+                prompt_tokens=turn.prompt_tokens,
+                completion_tokens=turn.completion_tokens,
                 has_tool_calls=bool(turn.tool_calls),
                 tool_calls_count=len(turn.tool_calls),
+                output_truncated=turn.finish_reason == "length",
+                chunk_count=turn.chunk_count,
+                time_to_first_chunk_ms=turn.time_to_first_chunk_ms,
+                **{"http.response.status_code": turn.status_code},
             )
             call.response(
                 model=turn.model,
                 response_id=turn.response_id,
-                input_tokens=prompt,
-                output_tokens=completion,
+                input_tokens=turn.prompt_tokens,
+                output_tokens=turn.completion_tokens,
                 reason=turn.finish_reason,
                 content=turn.content,
                 tool_calls=[{"id": c.id, "name": c.name, "arguments": c.arguments} for c in turn.tool_calls],
             )
             return turn
-
-    async def _turn(self, messages: list[dict[str, Any]]) -> _Turn:
-        response = await self.client.chat.completions.create(
-            model=self.settings.model,
-            messages=messages,  # type: ignore[arg-type]
-            tools=TOOL_SCHEMAS,  # type: ignore[arg-type]
-        )
-        choice = response.choices[0]
-        calls = [
-            ToolCall(c.id, c.function.name, c.function.arguments)
-            for c in choice.message.tool_calls or ()
-            if c.type == "function"
-        ]
-        usage = response.usage
-        return _Turn(
-            content=choice.message.content,
-            tool_calls=calls,
-            finish_reason=choice.finish_reason,
-            model=response.model,
-            response_id=response.id,
-            usage={"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
-            if usage
-            else {},
-        )
-
-    async def _stream_turn(self, messages: list[dict[str, Any]], metric: Metric, llm: ChatCall) -> _Turn:
-        started = time.perf_counter()
-        stream = await self.client.chat.completions.create(
-            model=self.settings.model,
-            messages=messages,  # type: ignore[arg-type]
-            tools=TOOL_SCHEMAS,  # type: ignore[arg-type]
-            stream=True,
-            stream_options={"include_usage": True},
-        )
-        content: list[str] = []
-        calls: dict[int, dict[str, str]] = {}
-        turn = _Turn(None, [], None)
-        chunks = 0
-        async for chunk in stream:
-            if chunks == 0:
-                metric.set("time_to_first_chunk_ms", (time.perf_counter() - started) * 1000)
-                llm.first_chunk()
-            chunks += 1
-            turn.model, turn.response_id = chunk.model, chunk.id
-            if chunk.usage is not None:
-                turn.usage = {
-                    "prompt_tokens": chunk.usage.prompt_tokens,
-                    "completion_tokens": chunk.usage.completion_tokens,
-                }
-            for choice in chunk.choices:
-                if choice.delta.content:
-                    content.append(choice.delta.content)
-                for delta in choice.delta.tool_calls or ():
-                    call = calls.setdefault(delta.index, {"id": "", "name": "", "arguments": ""})
-                    if delta.id:
-                        call["id"] = delta.id
-                    if delta.function and delta.function.name:
-                        call["name"] = delta.function.name
-                    if delta.function and delta.function.arguments:
-                        call["arguments"] += delta.function.arguments
-                if choice.finish_reason:
-                    turn.finish_reason = choice.finish_reason
-        metric.set("chunk_count", chunks)
-        turn.content = "".join(content) or None
-        turn.tool_calls = [ToolCall(c["id"], c["name"], c["arguments"]) for _, c in sorted(calls.items())]
-        return turn
 
     async def _run_tool(self, conversation: Conversation, call: ToolCall) -> tuple[str, bool]:
         with self.tracker.track(
@@ -337,7 +352,7 @@ class ChatService:
             record_content(metric.span, capture, {"gen_ai.tool.call.arguments": call.arguments})
             success = False
             try:
-                result = await run_tool(self.home, conversation, call)
+                result = await run_tool(self.tools, conversation, call)
                 success = True
             except ToolError as exc:
                 metric.record_error(exc)

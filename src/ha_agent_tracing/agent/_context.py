@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ha_agent_tracing._tracker import PerformanceTracker
+from ha_agent_tracing.agent._exposed import Exposure
 from ha_agent_tracing.agent._home import Home
 from ha_agent_tracing.agent._tokens import TokenCounter, count_message_tokens
 
@@ -21,7 +22,7 @@ _INSTRUCTIONS = (
 
 
 class HomeContext:
-    """The system message describing the home, rebuilt at most every ``ttl_s`` seconds."""
+    """The system message describing the exposed entities, rebuilt at most every ``ttl_s`` seconds."""
 
     def __init__(
         self,
@@ -29,8 +30,10 @@ class HomeContext:
         tracker: PerformanceTracker,
         ttl_s: float,
         clock: Callable[[], float] = time.monotonic,
+        exposure: Exposure | None = None,
     ) -> None:
         self._home = home
+        self._exposure = exposure or Exposure()
         self._tracker = tracker
         self._ttl = ttl_s
         self._clock = clock
@@ -60,11 +63,12 @@ class HomeContext:
                 except Exception as exc:  # noqa: BLE001 - an unreachable home degrades the answer, not the request
                     metric.record_error(exc)
                     return self._cached or _INSTRUCTIONS + "(Home Assistant is unreachable right now.)"
+                exposed = self._exposure.filter(states)
                 lines = [
                     f"- {s['entity_id']} ({s.get('attributes', {}).get('friendly_name', '')}): {s['state']}"
-                    for s in states
+                    for s in exposed
                 ]
-                metric.set("entity_count", len(lines))
+                metric.update(entity_count=len(lines), hidden_entity_count=len(states) - len(exposed))
                 self._cached = _INSTRUCTIONS + "\n".join(lines)
                 self._built_at = self._clock()
                 return self._cached

@@ -3,14 +3,18 @@
 :class:`EmbeddedHome` is a small house whose devices change state when
 services are called, so the whole flow runs offline. :class:`RestHome` talks
 to a real Home Assistant through its REST API (``/api/states``,
-``/api/services/<domain>/<service>``) with a long-lived access token; it is
-used when ``HA_URL`` and ``HA_TOKEN`` are set.
+``/api/services/<domain>/<service>``, and
+``/api/config/automation/config/<id>`` to create an automation) with a
+long-lived access token; it is used when ``HA_URL`` and ``HA_TOKEN`` are set.
+The embedded home validates and keeps automations the same way, so a
+confirmed automation exists afterwards in either.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
+import re
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -36,6 +40,10 @@ class Home(Protocol):
         """Call a service; returns the states it changed."""
         ...
 
+    async def create_automation(self, automation_id: str, config: dict[str, Any]) -> None:
+        """Create (or replace) the automation ``automation_id``; raises :class:`HomeError` if refused."""
+        ...
+
     async def aclose(self) -> None:
         """Release connections."""
         ...
@@ -55,7 +63,37 @@ _SERVICES: dict[str, dict[str, str]] = {
     "fan": {"turn_on": "on", "turn_off": "off", "toggle": "toggle"},
     "cover": {"open_cover": "open", "close_cover": "closed"},
     "lock": {"lock": "locked", "unlock": "unlocked"},
+    "alarm_control_panel": {
+        "alarm_arm_home": "armed_home",
+        "alarm_arm_away": "armed_away",
+        "alarm_disarm": "disarmed",
+    },
+    "automation": {"turn_on": "on", "turn_off": "off", "toggle": "toggle"},
 }
+
+
+def automation_problems(config: dict[str, Any]) -> list[str]:
+    """What is wrong with an automation config, as Home Assistant would refuse it (empty: valid)."""
+    problems: list[str] = []
+    if not isinstance(config.get("alias"), str) or not config["alias"].strip():
+        problems.append("alias must be a non-empty string")
+    checks = (("triggers", "trigger", ("trigger", "platform")), ("actions", "action", None))
+    for key, legacy, marker in checks:
+        items = config.get(key, config.get(legacy))
+        if isinstance(items, dict):
+            items = [items]
+        if not isinstance(items, list) or not items:
+            problems.append(f"{key} must be a non-empty list")
+        elif not all(isinstance(item, dict) and item for item in items):
+            problems.append(f"every entry of {key} must be an object")
+        elif marker and not all(any(m in item for m in marker) for item in items):
+            problems.append("every trigger needs a 'trigger' key (e.g. sun, time, state)")
+    return problems
+
+
+def automation_entity_id(alias: str) -> str:
+    """The entity id Home Assistant gives an automation: ``automation.`` and its alias as a slug."""
+    return "automation." + (re.sub(r"[^a-z0-9]+", "_", alias.lower()).strip("_") or "unnamed")
 
 
 class EmbeddedHome:
@@ -83,9 +121,12 @@ class EmbeddedHome:
                         unit_of_measurement="%", device_class="humidity"),
                 _entity("climate.thermostat", "heat", friendly_name="Thermostat", temperature=21.0,
                         current_temperature=21.4),
-                _entity("binary_sensor.front_door_motion", "off", friendly_name="Front Door Motion"),
+                _entity("binary_sensor.front_door_motion", "off", friendly_name="Front Door Motion",
+                        device_class="motion"),
+                _entity("alarm_control_panel.home_alarm", "disarmed", friendly_name="Home Alarm"),
             ]
         }  # fmt: skip
+        self.automations: dict[str, dict[str, Any]] = {}
 
     async def _pause(self) -> None:
         if self._latency:
@@ -127,6 +168,19 @@ class EmbeddedHome:
                 changed.append(copy.deepcopy(state))
             return changed
 
+    async def create_automation(self, automation_id: str, config: dict[str, Any]) -> None:
+        """Validate and keep the automation; its entity ``automation.<alias>`` is then on."""
+        await self._pause()
+        problems = automation_problems(config)
+        if problems:
+            raise HomeError(f"Home Assistant refused the automation: {'; '.join(problems)}")
+        async with self._lock:
+            self.automations[automation_id] = copy.deepcopy({**config, "id": automation_id})
+            entity_id = automation_entity_id(config["alias"])
+            self._states[entity_id] = _entity(
+                entity_id, "on", friendly_name=config["alias"], id=automation_id
+            )
+
     async def aclose(self) -> None:
         """Nothing to release."""
 
@@ -147,7 +201,14 @@ class RestHome:
         except httpx2.HTTPError as exc:
             raise HomeError(f"Home Assistant is unreachable: {type(exc).__name__}") from exc
         if response.status_code >= 400:
-            raise HomeError(f"Home Assistant answered {response.status_code} to {method} {path}")
+            reason = ""
+            try:
+                body = response.json()
+                if isinstance(body, dict) and isinstance(body.get("message"), str):
+                    reason = f": {body['message']}"
+            except ValueError:
+                pass
+            raise HomeError(f"Home Assistant answered {response.status_code} to {method} {path}{reason}")
         return response.json()
 
     async def states(self) -> list[State]:
@@ -157,6 +218,10 @@ class RestHome:
     async def call_service(self, domain: str, service: str, data: dict[str, Any]) -> list[State]:
         """``POST /api/services/<domain>/<service>``."""
         return list(await self._request("POST", f"/api/services/{domain}/{service}", json=data))
+
+    async def create_automation(self, automation_id: str, config: dict[str, Any]) -> None:
+        """``POST /api/config/automation/config/<id>``; Home Assistant validates and reloads."""
+        await self._request("POST", f"/api/config/automation/config/{automation_id}", json=config)
 
     async def aclose(self) -> None:
         """Close the HTTP client."""

@@ -8,11 +8,19 @@ depend only on the request, so tests can predict them:
 * "turn off the kitchen light" → ``call_service(light, turn_off, light.kitchen)``
 * "what's the temperature" → ``get_entity_states(domain=sensor)``
 * "... and ..." → one tool call per clause, in one turn
-* "when the sun sets turn on the porch light" → ``preview_automation``
+* "when the sun sets turn on the porch light" → ``preview_automation`` with
+  Home Assistant triggers and actions (sun, ``at 7:30``)
 * after tool results → a sentence per result, errors included
+* after the user confirmed a preview → the outcome the service put in the
+  system message, word for word
 
 Entities are resolved from the entity list in the system message, the way a
 real model reads its context. ``latency_ms`` adds a fixed delay per call.
+Every answer carries an ``x-request-id`` header, as the OpenAI API's do.
+
+:class:`ModelFaults` makes it answer the way a provider sometimes does and a
+chaos server such as llmock cannot: no ``choices``, no ``usage``, or a
+``finish_reason`` of ``length`` (the answer cut at its token limit).
 """
 
 from __future__ import annotations
@@ -21,9 +29,11 @@ import asyncio
 import hashlib
 import json
 import re
+import secrets
+import threading
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import Request
 
@@ -35,7 +45,33 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from ha_agent_tracing.agent._tokens import count_message_tokens, get_counter
 from ha_agent_tracing.telemetry._instrumentation import fastapi_native_telemetry_off
 
-__all__ = ["create_model_app", "decide"]
+__all__ = ["ModelFaults", "create_model_app", "decide"]
+
+Fault = Literal["empty_choices", "no_usage", "length"]
+
+
+class ModelFaults:
+    """Faults the embedded model injects into its next answers, in order (thread-safe)."""
+
+    KINDS: tuple[Fault, ...] = ("empty_choices", "no_usage", "length")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queue: list[Fault] = []
+
+    def add(self, fault: Fault, times: int = 1) -> ModelFaults:
+        """Answer the next ``times`` requests with ``fault``."""
+        if fault not in self.KINDS:
+            raise ValueError(f"unknown fault {fault!r}; expected one of {', '.join(self.KINDS)}")
+        with self._lock:
+            self._queue.extend(fault for _ in range(times))
+        return self
+
+    def take(self) -> Fault | None:
+        """The fault for this request, if one is queued."""
+        with self._lock:
+            return self._queue.pop(0) if self._queue else None
+
 
 _ENTITY_LINE = re.compile(r"^- (?P<id>[a-z_]+\.[a-z0-9_]+) \((?P<name>[^)]*)\)", re.MULTILINE)
 _SERVICE_WORDS = {
@@ -60,7 +96,13 @@ def _entities(messages: list[dict[str, Any]]) -> list[tuple[str, str]]:
 def _resolve(clause: str, entities: list[tuple[str, str]], service: str) -> str:
     """The entity a clause names: by friendly name, else a guess from 'the <name> <device>'."""
     words = set(re.findall(r"[a-z0-9]+", clause))
-    wanted_domains = {"lock"} if service in ("lock", "unlock") else set()
+    wanted_domains = (
+        {"lock"}
+        if service in ("lock", "unlock")
+        else {"cover"}
+        if service in ("open_cover", "close_cover")
+        else set()
+    )
     best_id, best_len = "", 0
     for entity_id, name in entities:
         if wanted_domains and entity_id.split(".", 1)[0] not in wanted_domains:
@@ -78,14 +120,8 @@ def _resolve(clause: str, entities: list[tuple[str, str]], service: str) -> str:
 
 def _clause_call(clause: str, entities: list[tuple[str, str]]) -> tuple[str, dict[str, Any]] | None:
     text = clause.lower().strip()
-    if re.search(r"\b(when|every|whenever|at sunset|at sunrise|automation)\b", text):
-        trigger = re.search(r"(when|whenever|every|at) ([^,]+?)(,| turn| switch| then|$)", text)
-        action = re.search(r"((turn|switch) (on|off) .+)$", text)
-        return "preview_automation", {
-            "alias": clause.strip()[:60],
-            "trigger": trigger.group(2).strip() if trigger else text,
-            "action": action.group(1).strip() if action else text,
-        }
+    if re.search(r"\b(when|every|whenever|at sunset|at sunrise|at \d{1,2}(:\d\d)?|automation)\b", text):
+        return "preview_automation", _automation(clause, entities)
     for words, service in _SERVICE_WORDS.items():
         if re.search(rf"\b{words}\b", text):
             entity_id = _resolve(text, entities, service)
@@ -103,6 +139,31 @@ def _clause_call(clause: str, entities: list[tuple[str, str]]) -> tuple[str, dic
     return None
 
 
+def _automation(clause: str, entities: list[tuple[str, str]]) -> dict[str, Any]:
+    """A Home Assistant automation config from 'when the sun sets, turn on the porch light'."""
+    text = clause.lower()
+    triggers: list[dict[str, Any]] = []
+    if re.search(r"\bsun ?sets?\b|\bsunset\b", text):
+        triggers.append({"trigger": "sun", "event": "sunset"})
+    elif re.search(r"\bsun ?rises?\b|\bsunrise\b", text):
+        triggers.append({"trigger": "sun", "event": "sunrise"})
+    elif at := re.search(r"\bat (\d{1,2})(?::(\d{2}))?\b", text):
+        triggers.append({"trigger": "time", "at": f"{int(at.group(1)):02d}:{int(at.group(2) or 0):02d}:00"})
+    actions: list[dict[str, Any]] = []
+    action = re.search(r"((turn|switch) (on|off) .+)$", text)
+    if action and (call := _clause_call(action.group(1), entities)) and call[0] == "call_service":
+        args = call[1]
+        actions.append(
+            {"action": f"{args['domain']}.{args['service']}", "target": {"entity_id": args["entity_id"]}}
+        )
+    return {
+        "alias": clause.strip()[:60],
+        "description": clause.strip(),
+        "triggers": triggers,
+        "actions": actions,
+    }
+
+
 def _describe_result(name: str, content: str) -> str:
     try:
         result = json.loads(content)
@@ -115,11 +176,7 @@ def _describe_result(name: str, content: str) -> str:
             f"{s.get('friendly_name', s['entity_id'])} is now {s['state']}." for s in result["changed"]
         )
     if isinstance(result, dict) and "preview" in result:
-        p = result["preview"]
-        return (
-            f"Here is a draft automation '{p['alias']}': when {p['trigger']}, {p['action']}. "
-            "Reply 'confirm' to create it."
-        )
+        return f"I am ready to {result.get('summary', 'do that')}. Reply 'confirm' to go ahead."
     if isinstance(result, list):
         parts = [
             f"{s.get('friendly_name', s['entity_id'])} is {s['state']}{s.get('unit_of_measurement', '')}"
@@ -149,10 +206,15 @@ def decide(messages: list[dict[str, Any]]) -> tuple[str | None, list[tuple[str, 
         return " ".join(reversed(results)), []
     text = str(last.get("content") or "")
     system = next((m.get("content") or "" for m in messages if m.get("role") == "system"), "")
-    # The service decides what counts as a confirmation; it says so in the context.
-    if "confirmed the draft automation" in system:
-        alias = re.search(r'confirmed the draft automation "([^"]*)"', system)
-        return f"The automation '{alias.group(1) if alias else ''}' is created and active.", []
+    # The service decides what counts as a confirmation and carries it out; the context says how it went.
+    confirmed = re.search(
+        r"The user confirmed: (.+?)\. Home Assistant's outcome: (.+?)\. Tell the user", system
+    )
+    if confirmed:
+        what, outcome = confirmed.groups()
+        if outcome.startswith("it failed"):
+            return f"I could not {what}: {outcome.removeprefix('it failed: ')}.", []
+        return f"Confirmed: {what}. Home Assistant: {outcome}.", []
     entities = _entities(messages)
     calls = [call for clause in re.split(r"\band\b|;", text) if (call := _clause_call(clause, entities))]
     if calls:
@@ -173,8 +235,8 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": {"message": message, "type": "invalid_request_error"}}, status_code=status)
 
 
-def create_model_app(latency_ms: int = 25) -> FastAPI:
-    """The embedded model as an ASGI app (serve it with uvicorn)."""
+def create_model_app(latency_ms: int = 25, faults: ModelFaults | None = None) -> FastAPI:
+    """The embedded model as an ASGI app (serve it with uvicorn); ``faults`` to inject failures."""
     # A stand-in for the OpenAI API, an outside service: it makes no spans of its own.
     app = FastAPI(
         title="embedded model",
@@ -183,7 +245,6 @@ def create_model_app(latency_ms: int = 25) -> FastAPI:
         openapi_url=None,
         **fastapi_native_telemetry_off(),
     )
-    counter = get_counter()
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
@@ -199,7 +260,10 @@ def create_model_app(latency_ms: int = 25) -> FastAPI:
         if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
             return _error(400, "'messages' must be a list of message objects")
         model = str(body.get("model") or "gpt-4o-mini")
+        counter = get_counter(model)
         tools = body.get("tools") or []
+        fault = faults.take() if faults is not None else None
+        headers = {"x-request-id": f"req_{secrets.token_hex(12)}"}
         content, calls = decide(messages)
         tool_calls = [
             {
@@ -222,6 +286,12 @@ def create_model_app(latency_ms: int = 25) -> FastAPI:
             "total_tokens": prompt_tokens + completion_tokens,
         }
         finish = "tool_calls" if tool_calls else "stop"
+        if fault == "length":  # cut at the token limit: half the text, half of each tool call's arguments
+            finish = "length"
+            content = content[: len(content) // 2] if content else content
+            for call in tool_calls:
+                arguments = call["function"]["arguments"]
+                call["function"]["arguments"] = arguments[: len(arguments) // 2]
         ident = "chatcmpl-" + _call_id(messages, len(calls))[5:21]
         created = int(time.time())
         response_model = f"{model}-embedded"
@@ -235,26 +305,31 @@ def create_model_app(latency_ms: int = 25) -> FastAPI:
                     content,
                     tool_calls,
                     finish,
-                    usage,
+                    None if fault == "no_usage" else usage,
                     include_usage,
                     latency_ms,
+                    no_choices=fault == "empty_choices",
                 ),
                 media_type="text/event-stream",
+                headers=headers,
             )
         await asyncio.sleep(latency_ms / 1000)
         message: dict[str, Any] = {"role": "assistant", "content": content}
         if tool_calls:
             message["tool_calls"] = tool_calls
-        return JSONResponse(
-            {
-                "id": ident,
-                "object": "chat.completion",
-                "created": created,
-                "model": response_model,
-                "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
-                "usage": usage,
-            }
-        )
+        answer: dict[str, Any] = {
+            "id": ident,
+            "object": "chat.completion",
+            "created": created,
+            "model": response_model,
+            "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+            "usage": usage,
+        }
+        if fault == "empty_choices":
+            answer["choices"] = []
+        if fault == "no_usage":
+            del answer["usage"]
+        return JSONResponse(answer, headers=headers)
 
     return app
 
@@ -266,9 +341,11 @@ async def _stream(
     content: str | None,
     tool_calls: list[dict[str, Any]],
     finish: str,
-    usage: dict[str, int],
+    usage: dict[str, int] | None,
     include_usage: bool,
     latency_ms: int,
+    *,
+    no_choices: bool = False,
 ) -> AsyncIterator[str]:
     def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> str:
         payload: dict[str, Any] = {
@@ -276,7 +353,9 @@ async def _stream(
             "object": "chat.completion.chunk",
             "created": created,
             "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}],
+            "choices": []
+            if no_choices
+            else [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}],
         }
         if include_usage:
             payload["usage"] = None
@@ -302,7 +381,7 @@ async def _stream(
                 {"tool_calls": [{"index": index, "function": {"arguments": arguments[offset : offset + 16]}}]}
             )
     yield chunk({}, finish)
-    if include_usage:
+    if include_usage and usage is not None:
         final = {
             "id": ident,
             "object": "chat.completion.chunk",

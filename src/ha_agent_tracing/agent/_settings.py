@@ -7,12 +7,14 @@ argument, then environment, then default; a bad value warns and falls back.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
 from ha_agent_tracing._config import CAPTURE_MESSAGE_CONTENT, CaptureMode
 from ha_agent_tracing._settings import (
+    InvalidValue,
     Setting,
     SettingsReader,
     boolean,
@@ -27,6 +29,27 @@ from ha_agent_tracing._settings import (
 
 __all__ = ["AGENT_SETTINGS", "AgentSettings", "load_agent_settings"]
 
+
+def _names_matching(pattern: str, what: str) -> Callable[[str], tuple[str, ...]]:
+    """A comma list whose entries all match ``pattern``; bad entries are dropped with a warning."""
+    valid = re.compile(pattern)
+
+    def parse(raw: str) -> tuple[str, ...]:
+        entries = [entry.strip().lower() for entry in raw.split(",") if entry.strip()]
+        good = tuple(dict.fromkeys(entry for entry in entries if valid.fullmatch(entry)))
+        bad = [entry for entry in entries if not valid.fullmatch(entry)]
+        if bad:
+            raise InvalidValue(f"{', '.join(map(repr, bad))} not {what}", fallback=good)
+        return good
+
+    return parse
+
+
+_entity_patterns = _names_matching(
+    r"\*|[a-z0-9_*?]+\.[a-z0-9_*?]+", "an entity id or pattern (light.kitchen, light.*)"
+)
+_domains = _names_matching(r"[a-z0-9_]+", "a domain (lock, cover)")
+
 AGENT_SETTINGS: tuple[Setting[Any], ...] = (
     Setting("host", ("HA_AGENT_HOST",), text, "127.0.0.1",
             "address `serve` listens on (`0.0.0.0` in a container)"),
@@ -36,7 +59,12 @@ AGENT_SETTINGS: tuple[Setting[Any], ...] = (
     Setting("openai_base_url", ("OPENAI_BASE_URL",), url, None, "an OpenAI-compatible endpoint"),
     Setting("model", ("HA_AGENT_MODEL",), text, "gpt-4o-mini", "model name sent to the API"),
     Setting("openai_timeout_s", ("HA_AGENT_OPENAI_TIMEOUT",), positive_float, 30.0,
-            "per model call, seconds"),
+            "longest one model call may take, seconds, its retries and `Retry-After` waits included"),
+    Setting("openai_max_retries", ("HA_AGENT_OPENAI_MAX_RETRIES",), non_negative_int, 2,
+            "retries of a model call that failed with 408, 409, 429, 5xx or no connection, "
+            "within `HA_AGENT_OPENAI_TIMEOUT`"),
+    Setting("chat_timeout_s", ("HA_AGENT_CHAT_TIMEOUT",), positive_float, 60.0,
+            "longest one chat request may take, seconds (over it: 504)"),
     Setting("stream", ("HA_AGENT_STREAM",), boolean, False,
             "`true`: ask the model for streamed responses (usage via `stream_options.include_usage`)"),
     Setting("model_latency_ms", ("HA_AGENT_MODEL_LATENCY_MS",), non_negative_int, 25,
@@ -45,6 +73,13 @@ AGENT_SETTINGS: tuple[Setting[Any], ...] = (
             "latency of the embedded home per call, ms"),
     Setting("ha_url", ("HA_URL",), url, None, "Home Assistant base URL; unset: the embedded in-memory home"),
     Setting("ha_token", ("HA_TOKEN",), text, None, "Home Assistant long-lived access token"),
+    Setting("exposed_entities", ("HA_AGENT_EXPOSED_ENTITIES",), _entity_patterns, None,
+            "entities the model may see and act on: comma list of entity ids or patterns (`light.*`, "
+            "`*`); unset: Assist's default set (lights, switches, covers, climate, fans, ..., "
+            "temperature and humidity sensors, motion and door sensors; no locks or alarm panels)"),
+    Setting("confirm_domains", ("HA_AGENT_CONFIRM_DOMAINS",), _domains,
+            ("lock", "cover", "alarm_control_panel"),
+            "domains whose services run only after the user confirms a preview"),
     Setting("rate_limit", ("HA_AGENT_RATE_LIMIT",), positive_int, 30, "chat requests per client per window"),
     Setting("rate_limit_window_s", ("HA_AGENT_RATE_LIMIT_WINDOW",), positive_float, 60.0,
             "rate-limit window, seconds"),
@@ -80,11 +115,15 @@ class AgentSettings:
     openai_base_url: str | None
     model: str
     openai_timeout_s: float
+    openai_max_retries: int
+    chat_timeout_s: float
     stream: bool
     model_latency_ms: int
     home_latency_ms: int
     ha_url: str | None
     ha_token: str | None
+    exposed_entities: tuple[str, ...] | None
+    confirm_domains: tuple[str, ...]
     rate_limit: int
     rate_limit_window_s: float
     max_iterations: int
