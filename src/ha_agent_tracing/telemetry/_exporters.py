@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace.export import (
 
 from ha_agent_tracing._config import TracingConfig, default_otlp_endpoint, settle_otlp_headers
 from ha_agent_tracing._internal import InternalErrors
+from ha_agent_tracing.telemetry._sdk_compat import batch_queue_length
 
 __all__ = ["CountingBatchProcessor", "CountingExporter", "build_exporters"]
 
@@ -125,7 +126,7 @@ class CountingBatchProcessor(BatchSpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         """Queue a sampled span for export, counting it when the queue is full."""
         # The queue length first: it is almost never full, and cheaper to read than the flags.
-        if len(getattr(self._batch_processor, "_queue", ())) >= self._max_queue:
+        if batch_queue_length(self) >= self._max_queue:
             ctx = span.context
             if ctx is not None and ctx.trace_flags.sampled:
                 self.queue_dropped += 1

@@ -28,6 +28,8 @@ from typing import Any
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.trace import TracerProvider
 
+from ha_agent_tracing.telemetry._sdk_compat import is_instrumented_app
+
 __all__ = [
     "ALWAYS_EXCLUDED_URLS",
     "exclude_under_auto_instrumentation",
@@ -83,7 +85,7 @@ def instrument_app(app: Any, provider: TracerProvider | None, extra_excluded: st
     """Instrument a FastAPI app once; returns whether this call instrumented it."""
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
-    if getattr(app, "_is_instrumented_by_opentelemetry", False):
+    if is_instrumented_app(app):
         return False
     excluded = ",".join(part for part in (ALWAYS_EXCLUDED_URLS, extra_excluded) if part)
     FastAPIInstrumentor.instrument_app(
