@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from opentelemetry.instrumentation.utils import suppress_http_instrumentation
@@ -56,7 +56,8 @@ class Agent:
             found = get_tracker().get_reports_for_operation("chat_request")
             if expected is None or len(found) >= expected:
                 time.sleep(0.05)
-                return get_tracker().get_reports_for_operation("chat_request")
+                # Plain dicts for the tests that index them freely (a Report is a TypedDict).
+                return cast(list[dict[str, Any]], get_tracker().get_reports_for_operation("chat_request"))
             if time.monotonic() > deadline:
                 raise AssertionError(f"expected {expected} reports, found {len(found)}")
             time.sleep(0.01)

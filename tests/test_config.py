@@ -137,6 +137,7 @@ BAD_VALUES = [
     ("HA_AGENT_TRACING_MAX_PENDING_TRACES", "none", "max_pending_traces", 10_000),
     ("HA_AGENT_TRACING_PENDING_TIMEOUT", "-1", "pending_timeout_s", 300.0),
     ("HA_AGENT_TRACING_LATE_SPAN_WINDOW", "inf", "late_span_window_s", 10.0),
+    ("HA_AGENT_TRACING_MAX_SPANS_PER_REQUEST", "0", "max_spans_per_request", 1_000),
     ("HA_AGENT_TRACING_SHUTDOWN_TIMEOUT", "0", "shutdown_timeout_s", 5.0),
     ("HA_AGENT_TRACING_REPORT_UNSAMPLED", "maybe", "report_unsampled", True),
     ("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS", "(((unbalanced", "fastapi_excluded_urls", ""),

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from opentelemetry import context as context_api
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -23,9 +23,9 @@ from ha_agent_tracing import (
     ReportProcessor,
     ReportStore,
 )
-from ha_agent_tracing.reports import _fold
-from ha_agent_tracing.reports._fold import FoldOnRead
-from ha_agent_tracing.reports._processor import _IS_REMOTE, _SPAN_ID, _TRACE_ID, is_tracked_metric
+from ha_agent_tracing.reports import ReportEntry, SpanRecord, _fold
+from ha_agent_tracing.reports._entries import TraceRecords
+from ha_agent_tracing.reports._processor import _IS_REMOTE, _SPAN_ID, _TRACE_ID
 
 from .conftest import Tracing, make_tracing
 
@@ -114,7 +114,7 @@ def test_a_failed_root_and_metric_are_marked(tracing: Tracing) -> None:
     (report,) = tracing.tracker.get_reports()
     assert report["status"] == "error"
     assert report["metrics"][0]["status"] == "error"
-    assert "bad entity" in report["metrics"][0]["error"]
+    assert "bad entity" in report["metrics"][0].get("error", "")
 
 
 def _request(tracker: PerformanceTracker, request_id: int, steps: int) -> None:
@@ -246,20 +246,26 @@ def test_pending_requests_are_bounded_in_number() -> None:
     assert [r["operation"] for r in setup.tracker.get_reports()] == ["r2", "r3", "r4"]
 
 
-def test_finished_requests_are_forgotten_after_the_late_span_window() -> None:
-    """Lingering groups leave after late_span_window_s, so tracked spans stay bounded."""
+def test_late_spans_after_the_window_are_counted_not_joined() -> None:
+    """After late_span_window_s a request takes no more spans; each one refused is counted."""
     now = [0.0]
     setup = make_tracing(late_span_window_s=5.0, clock=lambda: now[0])
+    t = setup.tracker
     for _ in range(20):
-        with setup.tracker.operation("r"), setup.tracker.track("m"):
+        with t.operation("r"), t.track("m"):
             pass
-    assert setup.processor.stats()["lingering_traces"] == 20
+    root = t.tracer.start_span("POST /api/v1/chat", kind=trace.SpanKind.SERVER)
+    still_open = t.tracer.start_span("still_open", context=trace.set_span_in_context(root))
+    root.end()
+    assert setup.processor.stats()["lingering_traces"] == 21
     now[0] = 6.0
-    with setup.tracker.operation("r"):
+    still_open.end()
+    with t.operation("r"):
         pass
     stats = setup.processor.stats()
     assert stats["lingering_traces"] == 1
-    assert stats["tracked_spans"] == 1
+    assert (stats["expired_late_spans"], stats["late_spans"], stats["spans_not_reported"]) == (1, 0, 1)
+    assert t.get_reports()[20]["metrics"] == []
 
 
 def test_a_span_whose_parent_is_unknown_is_counted_not_reported(tracing: Tracing) -> None:
@@ -418,37 +424,21 @@ def test_a_late_parent_names_the_child_that_arrived_before_it(tracing: Tracing) 
     assert [m["name"] for m in t.get_reports()[0]["metrics"]] == ["background_job", "save"]
 
 
-def test_finished_requests_linger_in_bounded_number() -> None:
-    """Lingering groups are capped in number, and so are the span ids they keep indexed."""
-    setup = make_tracing(max_lingering_traces=5)
-    for _ in range(20):
+def test_finished_requests_linger_no_longer_than_their_report_is_stored() -> None:
+    """After a burst, requests held for late spans never outnumber the store's reports."""
+    now = [0.0]
+    setup = make_tracing(clock=lambda: now[0])
+    for _ in range(300):
         with setup.tracker.operation("r"), setup.tracker.track("m"):
             pass
-    with setup.tracker.operation("r"):
-        pass
     stats = setup.processor.stats()
-    assert stats["lingering_traces"] <= 6
-    assert stats["tracked_spans"] <= 6 * 2
-    assert stats["reports"] == 21
-
-
-def _finished_request(names: tuple[str, ...]) -> tuple[ReadableSpan, list[ReadableSpan]]:
-    """A root and its finished child metrics, as the SDK hands them to processors."""
-    finished: list[ReadableSpan] = []
-
-    class Collect(SpanProcessor):
-        def on_end(self, span: ReadableSpan) -> None:
-            finished.append(span)
-
-    provider = TracerProvider(shutdown_on_exit=False)
-    provider.add_span_processor(Collect())
-    tracker = PerformanceTracker(provider)
-    with tracker.operation("chat_request"):
-        for name in names:
-            with tracker.track(name, step=name):
-                pass
-    *children, root = finished
-    return root, children
+    assert stats["stored_reports"] == 100
+    assert stats["lingering_traces"] == 100
+    assert stats["tracked_spans"] == 100
+    now[0] = 11.0  # past the late-span window
+    stats = setup.processor.stats()
+    assert stats["lingering_traces"] == 0
+    assert stats["reports"] == 300
 
 
 def test_by_default_as_many_requests_linger_as_the_store_keeps_reports() -> None:
@@ -467,43 +457,61 @@ def test_by_default_as_many_requests_linger_as_the_store_keeps_reports() -> None
     assert stats["tracked_spans"] <= 5 * 2
 
 
+def _records(*names: str) -> tuple[SpanRecord, list[SpanRecord]]:
+    """A hand-made root and one child metric record per name."""
+    t0 = 1_764_000_000_000_000_000
+    root = SpanRecord("POST /api/v1/chat", 0xAB, 0x1, None, t0, t0 + 10 * MS, {}, False, kind="server")
+    children = [
+        SpanRecord(name, 0xAB, 0x10 + n, 0x1, t0 + n * MS, t0 + (n + 1) * MS, {"n": n}, True)
+        for n, name in enumerate(names)
+    ]
+    return root, children
+
+
 def test_a_pending_report_is_folded_on_first_read_and_again_only_when_spans_arrive() -> None:
     """Reads share one fold until a late span joins; the next read includes it."""
-    root, children = _finished_request(("a", "b", "late"))
-    spans = children[:2]
+    root, (a, b, late) = _records("a", "b", "late")
+    trace_records = TraceRecords(root.trace_id, root.span_id, 0.0, True)
+    trace_records.records += [a, b]
     errors: list[Exception] = []
-    pending = FoldOnRead(root, spans, is_tracked_metric, errors.append)
-    first = pending.report()
+    entry = ReportEntry(root=root, trace=trace_records, on_error=errors.append)
+    assert entry.key == (f"{0xAB:032x}", f"{0x1:016x}")
+    first = entry.report()
     assert first is not None
     assert [m["name"] for m in first["metrics"]] == ["a", "b"]
-    assert pending.report() is first
-    spans.append(children[2])
-    again = pending.report()
+    assert entry.report() is first
+    trace_records.records.append(late)
+    again = entry.report()
     assert again is not first
     assert again is not None
     assert [m["name"] for m in again["metrics"]] == ["a", "b", "late"]
     assert errors == []
 
 
+class _Unreadable(dict[str, Any]):
+    def items(self) -> Any:
+        raise RuntimeError("cannot read attributes")
+
+
 def test_a_report_that_cannot_be_folded_is_left_out_and_counted() -> None:
     """A fold that fails at read time is handed to the error counter; other reports still answer."""
-    good_root, good_children = _finished_request(("a",))
-    bad_root, bad_children = _finished_request(("b",))
+    good_root, good_children = _records("a")
+    bad_root, (bad,) = _records("b")
+    bad_root.trace_id = bad.trace_id = 0xCD
+    bad.attributes = _Unreadable()
     errors: list[Exception] = []
-
-    def broken(span: ReadableSpan) -> bool:
-        raise RuntimeError("cannot classify")
-
+    good_trace = TraceRecords(good_root.trace_id, good_root.span_id, 0.0, True)
+    good_trace.records += good_children
+    bad_trace = TraceRecords(bad_root.trace_id, bad_root.span_id, 0.0, True)
+    bad_trace.records.append(bad)
     store = ReportStore()
-    store.put(FoldOnRead(bad_root, bad_children, broken, errors.append))
-    store.put(FoldOnRead(good_root, good_children, is_tracked_metric, errors.append))
+    store.put(ReportEntry(root=bad_root, trace=bad_trace, on_error=errors.append))
+    store.put(ReportEntry(root=good_root, trace=good_trace, on_error=errors.append))
     assert [[m["name"] for m in r["metrics"]] for r in store.reports()] == [["a"]]
     assert len(store) == 2
-    assert [str(e) for e in errors] == ["cannot classify"]
-    good, bad = good_root.get_span_context(), bad_root.get_span_context()
-    assert good is not None and bad is not None
-    assert store.get(f"{good.trace_id:032x}") is not None
-    assert store.get(f"{bad.trace_id:032x}") is None
+    assert [str(e) for e in errors] == ["cannot read attributes"]
+    assert store.get(f"{0xAB:032x}") is not None
+    assert store.get(f"{0xCD:032x}") is None
 
 
 def test_span_context_is_read_as_the_tuple_its_type_declares() -> None:
@@ -519,9 +527,9 @@ def test_reports_are_folded_when_read_not_when_logged(
     calls: list[str] = []
     real_fold = _fold.fold
 
-    def counting_fold(root: ReadableSpan, *args: Any) -> dict[str, Any]:
+    def counting_fold(root: SpanRecord, *args: Any, **kwargs: Any) -> Any:
         calls.append(root.name)
-        return real_fold(root, *args)
+        return real_fold(root, *args, **kwargs)
 
     monkeypatch.setattr(_fold, "fold", counting_fold)
     for n in range(3):

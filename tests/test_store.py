@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from ha_agent_tracing import ReportStore, summarize
-from ha_agent_tracing.reports._store import percentile
+from ha_agent_tracing.analysis import percentile
 
 
 def report(
@@ -51,6 +51,8 @@ def test_a_newer_version_replaces_in_place_and_an_older_one_never_wins() -> None
     assert store.put(report(1, total=5.0), version=2)
     assert not store.put(report(1, total=3.0), version=1)
     assert [(r["timestamp"], r["total_duration"]) for r in store.reports()] == [(1.0, 5.0), (2.0, 1.0)]
+    assert store.put(report(1, total=6.0), version=2), "the same version again is a newer state: it replaces"
+    assert [r["total_duration"] for r in store.reports()] == [6.0, 1.0]
 
 
 def test_queries_filter_limit_and_return_copies() -> None:
@@ -70,6 +72,39 @@ def test_queries_filter_limit_and_return_copies() -> None:
         store.reports(limit=-1)
 
 
+def test_get_returns_the_earliest_root_of_a_trace() -> None:
+    """Two reports of one trace: get() answers with the one whose root started first, not the first put."""
+    store = ReportStore()
+    later = report(1) | {"span_id": f"{2:016x}", "timestamp": 20.0, "operation": "later"}
+    earlier = report(1) | {"span_id": f"{3:016x}", "timestamp": 10.0, "operation": "earlier"}
+    store.put(later)
+    store.put(earlier)
+    found = store.get(f"{1:032x}")
+    assert found is not None and found["operation"] == "earlier"
+
+
+def test_reads_copy_every_dict_and_list_but_not_by_deepcopy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mutating a read's metric, metadata or list value leaves the store untouched; no deepcopy is used."""
+    import copy
+
+    def no_deepcopy(*args: object, **kwargs: object) -> None:
+        raise AssertionError("deepcopy on a read")
+
+    monkeypatch.setattr(copy, "deepcopy", no_deepcopy)
+    store = ReportStore()
+    held = report(1, metrics=(("m", 2.0),))
+    held["metrics"][0]["metadata"] = {"tags": ["a"], "n": 1}
+    store.put(held)
+    (first,) = store.reports()
+    first["metrics"][0]["metadata"]["tags"].append("b")
+    first["metrics"][0]["metadata"]["n"] = 2
+    first["metrics"][0]["name"] = "changed"
+    first["metrics"].append(first["metrics"][0])
+    again = store.get(f"{1:032x}")
+    assert again is not None
+    assert again["metrics"] == [{"name": "m", "duration": 2.0, "metadata": {"tags": ["a"], "n": 1}}]
+
+
 def test_export_is_a_json_array_of_the_reports() -> None:
     """export() round-trips through JSON."""
     store = ReportStore()
@@ -85,12 +120,14 @@ def test_invalid_size_raises(bad: object) -> None:
 
 
 def test_percentiles_interpolate_between_ranks() -> None:
-    """p50 of 1..100 is 50.5; p99 is 99.01; one value is every percentile."""
-    values = [float(v) for v in range(1, 101)]
+    """p50 of 1..100 is 50.5; p99 is 99.01; one value is every percentile; order does not matter."""
+    values = [float(v) for v in range(100, 0, -1)]
     assert percentile(values, 50) == pytest.approx(50.5)
     assert percentile(values, 99) == pytest.approx(99.01)
     assert percentile(values, 100) == 100.0
+    assert percentile(values, 0) == 1.0
     assert percentile([7.0], 95) == 7.0
+    assert percentile([1.0, 2.0, 3.0, 4.0], 95) == pytest.approx(3.85)  # 3 + 0.85 * (4 - 3)
     with pytest.raises(ValueError, match="no values"):
         percentile([], 50)
 
@@ -111,9 +148,11 @@ def test_summary_per_operation_and_metric() -> None:
     assert chat["total_duration"]["max"] == 10.0
     calls = chat["metrics"]["openai_api_call"]
     assert calls["count"] == 20
-    assert calls["p95"] == pytest.approx(
-        percentile(sorted([float(n) for n in range(1, 11)] + [1.0] * 10), 95)
-    )
+    # Twenty durations: eleven 1.0, then 2.0 .. 10.0. Rank 0.95 * 19 = 18.05 lies between
+    # the 19th (9.0) and 20th (10.0) values: 9.0 + 0.05 * 1.0.
+    assert calls["p95"] == pytest.approx(9.05)
+    assert calls["p50"] == pytest.approx(1.0)
+    assert calls["max"] == 10.0
     assert summary["other"]["metrics"] == {}
 
 

@@ -306,6 +306,13 @@ LATE_SPAN_WINDOW_S = Setting(
     10.0,
     "seconds after a request ends in which its late spans still join its report",
 )
+MAX_SPANS_PER_REQUEST = Setting(
+    "max_spans_per_request",
+    ("HA_AGENT_TRACING_MAX_SPANS_PER_REQUEST",),
+    positive_int,
+    1_000,
+    "spans kept per request for its report; more are counted and left out, the report marked `truncated`",
+)
 SHUTDOWN_TIMEOUT_S = Setting(
     "shutdown_timeout_s",
     ("HA_AGENT_TRACING_SHUTDOWN_TIMEOUT",),
@@ -338,8 +345,8 @@ SETTINGS: tuple[Setting[Any], ...] = (
     SDK_DISABLED, ATTRIBUTE_VALUE_LENGTH_LIMIT, SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT, ATTRIBUTE_COUNT_LIMIT,
     SPAN_ATTRIBUTE_COUNT_LIMIT, SPAN_EVENT_COUNT_LIMIT, SPAN_LINK_COUNT_LIMIT, FASTAPI_EXCLUDED_URLS,
     CAPTURE_MESSAGE_CONTENT, MAX_REPORTS, MAX_PENDING_TRACES, PENDING_TIMEOUT_S, LATE_SPAN_WINDOW_S,
-    SHUTDOWN_TIMEOUT_S, REPORT_UNSAMPLED, HTTPX_EXCLUDED_URLS, DISABLED_INSTRUMENTATIONS, RESOURCE_DETECTORS,
-    PROPAGATORS,
+    MAX_SPANS_PER_REQUEST, SHUTDOWN_TIMEOUT_S, REPORT_UNSAMPLED, HTTPX_EXCLUDED_URLS,
+    DISABLED_INSTRUMENTATIONS, RESOURCE_DETECTORS, PROPAGATORS,
 )  # fmt: skip
 
 # Read by OpenTelemetry itself, and fatal when bad, before load_config() could
@@ -430,6 +437,7 @@ class TracingConfig:
     max_pending_traces: int
     pending_timeout_s: float
     late_span_window_s: float
+    max_spans_per_request: int
     shutdown_timeout_s: float
     report_unsampled: bool
     export_explicit: bool

@@ -52,6 +52,7 @@ from ha_agent_tracing.telemetry._joined_provider import ignored_settings
 from ha_agent_tracing.telemetry._log_limits import RepeatedLines
 from ha_agent_tracing.telemetry._resource import detect_resource
 from ha_agent_tracing.telemetry._sampling import RecordUnsampled, build_sampler
+from ha_agent_tracing.telemetry._sdk_compat import batch_queue_length
 
 __all__ = [
     "TracingRuntime",
@@ -182,6 +183,7 @@ def _attach(
         max_pending_traces=config.max_pending_traces,
         pending_timeout_s=config.pending_timeout_s,
         late_span_window_s=config.late_span_window_s,
+        max_spans_per_request=config.max_spans_per_request,
     )
     provider.add_span_processor(processor)
     # Tells a model call whether another GenAI instrumentation made its LLM span (counted once).
@@ -368,10 +370,7 @@ def _bounded(runtime: TracingRuntime, bound: float, work: Callable[[float], None
     threading.Thread(target=run, name=f"ha-agent-tracing-{what}", daemon=True).start()
     finished = done.wait(bound)
     if not finished:
-        lost = sum(
-            len(getattr(getattr(e, "_batch_processor", None), "_queue", ())) + e.exporter.in_flight
-            for e in runtime.exporters
-        )
+        lost = sum(batch_queue_length(e) + e.exporter.in_flight for e in runtime.exporters)
         logger.warning(
             "tracing %s did not finish within %.1f s; about %d spans, queued or being sent, "
             "were not exported",

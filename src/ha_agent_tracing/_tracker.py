@@ -31,9 +31,10 @@ from opentelemetry.trace import NonRecordingSpan, Span, Status, StatusCode, Trac
 
 from ha_agent_tracing._attributes import SCHEMA_URL, keyword_attributes, to_attribute_value, to_attributes
 from ha_agent_tracing._version import __version__
-from ha_agent_tracing.reports._fold import OPERATION_ATTRIBUTE, Report
+from ha_agent_tracing.reports._fold import OPERATION_ATTRIBUTE
 from ha_agent_tracing.reports._processor import TRACER_NAME
 from ha_agent_tracing.reports._store import ReportStore
+from ha_agent_tracing.reports._types import Report
 
 __all__ = ["Metric", "PerformanceTracker"]
 

@@ -1,23 +1,35 @@
 """Spans to reports: the processor that groups a request's spans, the fold, and the store.
 
-Data flows one way through this package: the :class:`ReportProcessor` groups
-finished spans by local root, :func:`fold` turns one request's spans into the
-documented report, and the :class:`ReportStore` keeps the newest reports for
-queries. Nothing here exports or reads configuration.
+Data flows one way through this package: the :class:`ReportProcessor` keeps a
+compact :class:`SpanRecord` of each finished span, grouped by request;
+:func:`fold` turns one request's records into the documented :class:`Report`;
+the :class:`ReportStore` keeps the newest reports for queries and tells its
+listeners about each one. Nothing here exports or reads configuration.
 """
 
 from __future__ import annotations
 
-from ha_agent_tracing.reports._fold import OPERATION_ATTRIBUTE, Report, fold
+from ha_agent_tracing.reports._entries import ReportEntry
+from ha_agent_tracing.reports._fold import OPERATION_ATTRIBUTE, fold
 from ha_agent_tracing.reports._processor import TRACER_NAME, ReportProcessor, is_tracked_metric
-from ha_agent_tracing.reports._store import ReportStore, summarize
+from ha_agent_tracing.reports._records import SpanRecord, SpanSource
+from ha_agent_tracing.reports._store import ReportListener, ReportStore, copy_report
+from ha_agent_tracing.reports._summary import summarize
+from ha_agent_tracing.reports._types import Report, ReportMetric, ReportStatus
 
 __all__ = [
     "OPERATION_ATTRIBUTE",
     "TRACER_NAME",
     "Report",
+    "ReportEntry",
+    "ReportListener",
+    "ReportMetric",
     "ReportProcessor",
+    "ReportStatus",
     "ReportStore",
+    "SpanRecord",
+    "SpanSource",
+    "copy_report",
     "fold",
     "is_tracked_metric",
     "summarize",

@@ -1,29 +1,44 @@
-"""The span processor that folds each finished request into a report.
+"""The span processor that turns each finished request into a report.
 
-Spans are grouped by *local root*: a span with no parent, or whose parent came
-from another process (a remote parent, as in a server span). Every span that
-starts under a local root, on any thread or asyncio task, joins its group
-through its parent's span id, so interleaved requests never mix.
+Spans are grouped by trace under their *local root*: a span with no parent,
+or whose parent came from another process (a remote parent, as in a server
+span). Requests interleaved across threads and asyncio tasks never mix,
+because each has its own trace; two requests of one trace that both run here
+(two server spans under one remote parent) share their trace's records, and
+each report takes the subtree under its own root.
 
-A group becomes a report when its root is a server span or it holds at least
-one tracked metric; a bare outgoing HTTP call outside any request, say, makes
-no report (it is counted as ``unreported_traces``).
+The work per span is the least that keeps every span accounted for:
 
-When the local root ends, the request's finished spans are published to the
-:class:`~ha_agent_tracing.ReportStore` at once, as a pending report that is
-folded the first time somebody reads it: the request pays only for grouping
-its spans. The group then lingers for ``late_span_window_s``: spans that start
-or end after their root (FastAPI runs background tasks after the server span
-has ended) join the pending report, and the next read folds them in. After
-the window the group is forgotten.
+- ``on_start`` registers local roots only (one per request). For any other
+  span it reads the parent and returns, except that a tracked metric under a
+  root that is neither a server span nor a metric marks its request as worth
+  a report.
+- ``on_end`` reduces the finished span to a compact
+  :class:`~ha_agent_tracing.reports.SpanRecord` (name, ids, times, the SDK's
+  own attribute dict, status) and appends it to its trace's records; the SDK's
+  span object is not kept.
 
-Memory stays bounded: at most ``max_pending_traces`` unfinished groups are
-held, and a group whose root has not ended after ``pending_timeout_s`` is
-dropped and counted, as are spans whose parent is unknown here.
+A request becomes a report when its root is a server span or it holds a
+tracked metric; a bare outgoing HTTP call made outside any request makes no
+report (``unreported_traces``). When the root ends, a
+:class:`~ha_agent_tracing.reports.ReportEntry` is put into the
+:class:`~ha_agent_tracing.ReportStore`; it is folded the first time somebody
+reads it. Spans that end (or even start) after their root, up to
+``late_span_window_s`` later, still join it (FastAPI runs background tasks
+after the server span has ended) and the next read folds them in. The store
+is the only structure that holds finished requests: a request whose report
+left the store takes no late spans.
+
+Memory stays bounded: at most ``max_pending_traces`` unfinished requests are
+held, each evicted after ``pending_timeout_s``; a request keeps at most
+``max_spans_per_request`` spans (the report says ``truncated``); the store
+keeps ``max_reports`` reports. Every span that does not reach a report is
+counted in :meth:`ReportProcessor.stats` (``spans_not_reported`` and its parts).
 
 Following the SDK's processor contract, ``on_start`` and ``on_end`` run on the
-caller's thread: they hold the lock only for dictionary updates, log outside
-it, and never raise into the application.
+caller's thread: they hold the lock only to update the trace's records, call
+the store, its listeners and the logger outside it, and never raise into the
+application.
 """
 
 from __future__ import annotations
@@ -32,16 +47,18 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, StatusCode
 
 from ha_agent_tracing._internal import InternalErrors, RateLimitedWarning
-from ha_agent_tracing.reports._fold import FoldOnRead
+from ha_agent_tracing.reports._entries import DROPPED, OPEN, PUBLISHED, ReportEntry, TraceRecords
+from ha_agent_tracing.reports._records import SpanRecord
 from ha_agent_tracing.reports._store import ReportStore
+from ha_agent_tracing.telemetry._sdk_compat import attribute_dict, span_fields, span_parent
 
 __all__ = ["TRACER_NAME", "ReportProcessor", "is_tracked_metric"]
 
@@ -50,44 +67,26 @@ logger = logging.getLogger("ha_agent_tracing")
 TRACER_NAME = "ha_agent_tracing"
 """Instrumentation scope of the spans the tracker creates."""
 
-# SpanContext is a tuple by its public type, tuple[int, int, bool, ...]; indexing it
-# skips a property call per field on the hot path (tests pin the layout).
-_TRACE_ID, _SPAN_ID, _IS_REMOTE = 0, 1, 2
+# SpanContext is a tuple by its public type, tuple[int, int, bool, TraceFlags, ...];
+# indexing it skips a property call per field on the hot path (tests pin the layout).
+_TRACE_ID, _SPAN_ID, _IS_REMOTE, _FLAGS = 0, 1, 2, 3
+
+_KINDS = {
+    SpanKind.INTERNAL: "internal",
+    SpanKind.SERVER: "server",
+    SpanKind.CLIENT: "client",
+    SpanKind.PRODUCER: "producer",
+    SpanKind.CONSUMER: "consumer",
+}
+_ERROR = StatusCode.ERROR
+
+_LOST = ("orphan_spans", "evicted_spans", "unreported_spans", "truncated_spans", "expired_late_spans")
 
 
 def is_tracked_metric(span: ReadableSpan) -> bool:
     """Whether a span is a metric of the report: one the tracker created."""
     scope = span.instrumentation_scope
     return scope is not None and scope.name == TRACER_NAME
-
-
-class _Group:
-    """One local root's request: its members' span ids and its finished spans.
-
-    ``spans`` never changes identity: once the root ends, the pending report
-    in the store reads this same list, and late spans are appended to it.
-    """
-
-    __slots__ = (
-        "members",
-        "published",
-        "reportable",
-        "root_id",
-        "spans",
-        "started",
-        "trace_id",
-        "until",
-    )
-
-    def __init__(self, trace_id: int, root_id: int, started: float, reportable: bool) -> None:
-        self.trace_id = trace_id
-        self.root_id = root_id
-        self.reportable = reportable
-        self.started = started
-        self.members: list[int] = [root_id]
-        self.spans: list[ReadableSpan] = []
-        self.published = False
-        self.until = 0.0
 
 
 class ReportProcessor(SpanProcessor):
@@ -98,9 +97,8 @@ class ReportProcessor(SpanProcessor):
         max_pending_traces: most unfinished requests tracked at once.
         pending_timeout_s: a request whose root has not ended by then is dropped.
         late_span_window_s: how long after its root ends a request still takes spans.
-        max_lingering_traces: most finished requests held for late spans; by default as many
-            as the store keeps reports (a request whose report has left the store has
-            nothing left to amend, and holding its spans would only cost memory).
+        max_spans_per_request: most spans kept per request (per local root); more are
+            counted and left out, and the report says ``truncated``.
         is_metric: which spans become report metrics; by default the tracker's.
         clock: a monotonic clock in seconds (tests pass their own).
     """
@@ -112,7 +110,7 @@ class ReportProcessor(SpanProcessor):
         max_pending_traces: int = 10_000,
         pending_timeout_s: float = 300.0,
         late_span_window_s: float = 10.0,
-        max_lingering_traces: int | None = None,
+        max_spans_per_request: int = 1_000,
         is_metric: Callable[[ReadableSpan], bool] = is_tracked_metric,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -120,83 +118,82 @@ class ReportProcessor(SpanProcessor):
             raise ValueError(f"max_pending_traces must be greater than 0, not {max_pending_traces!r}")
         if pending_timeout_s <= 0 or late_span_window_s <= 0:
             raise ValueError("pending_timeout_s and late_span_window_s must be greater than 0")
-        if max_lingering_traces is not None and max_lingering_traces < 0:
-            raise ValueError(f"max_lingering_traces must be 0 or more, not {max_lingering_traces!r}")
+        if (
+            not isinstance(max_spans_per_request, int)
+            or isinstance(max_spans_per_request, bool)
+            or max_spans_per_request <= 0
+        ):
+            raise ValueError(
+                f"max_spans_per_request must be a whole number greater than 0, not {max_spans_per_request!r}"
+            )
         self.store = store if store is not None else ReportStore()
         self._max_pending = max_pending_traces
         self._timeout = pending_timeout_s
         self._window = late_span_window_s
-        self._max_lingering = (
-            max_lingering_traces if max_lingering_traces is not None else self.store.max_reports
-        )
+        self._cap = max_spans_per_request
         self._is_metric = is_metric
+        self._default_metric = is_metric is is_tracked_metric
         self._clock = clock
         self._lock = threading.Lock()
-        # Keyed by span id; a group also checks the trace id, so ids repeated
-        # across traces can never mix requests.
-        self._by_span: dict[int, _Group] = {}
-        self._pending: OrderedDict[int, _Group] = OrderedDict()
-        self._lingering: OrderedDict[int, _Group] = OrderedDict()
+        # Unfinished requests by trace id, oldest first; finished ones live in the store.
+        self._pending: OrderedDict[int, TraceRecords] = OrderedDict()
         self._errors = InternalErrors("report processor")
         self._eviction_warning = RateLimitedWarning()
-        self._counts = {
-            "reports": 0,
-            "late_spans": 0,
-            "orphan_spans": 0,
-            "evicted_traces": 0,
-            "unreported_traces": 0,
-        }
+        self._counts: dict[str, int] = dict.fromkeys(
+            ("reports", "late_spans", "evicted_traces", "unreported_traces", "external_spans", *_LOST), 0
+        )
         self._shut_down = False
 
     # ------------------------------------------------------------ SDK hooks
-    #
-    # These run on the application's thread for every span: each takes the lock
-    # once, touches one or two dictionary entries and returns. Folding waits
-    # until somebody reads the report.
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        """Register the span with its request's group (or open a group for a local root)."""
+        """Open a request for a local root; otherwise note only a metric that makes a report."""
         try:
-            parent = span.parent
+            parent = span_parent(span)
             if parent is None or parent[_IS_REMOTE]:
                 self._start_root(span)
                 return
-            span_id = span.get_span_context()[_SPAN_ID]
+            group = self._pending.get(parent[_TRACE_ID])
+            if group is None or group.has_metric:
+                return
+            # Decided under the lock, so a root ending at this moment on another
+            # thread sees the metric (and makes the report) or the metric is late.
             with self._lock:
-                group = self._by_span.get(parent[_SPAN_ID])
-                if group is None or group.trace_id != parent[_TRACE_ID]:
-                    self._counts["orphan_spans"] += 1
-                    return
-                self._by_span[span_id] = group
-                group.members.append(span_id)
-            if not group.reportable and self._is_metric(span):
-                group.reportable = True
+                if group.state == OPEN and self._is_metric(span):
+                    group.has_metric = True
         except Exception as exc:  # noqa: BLE001 - telemetry must not break the application
             self._errors.record(exc)
 
     def on_end(self, span: ReadableSpan) -> None:
-        """Add the finished span to its request; publish the pending report when it is a local root."""
+        """Keep the finished span's record in its request; publish the report when it is a root."""
         try:
-            ctx = span.context
+            name, ctx, parent, start, end, kind, status, attributes, scope = span_fields(span)
             if ctx is None:
                 return
-            span_id = ctx[_SPAN_ID]
-            group = self._by_span.get(span_id)
-            if group is None or group.trace_id != ctx[_TRACE_ID]:
-                return
-            if span_id != group.root_id:
-                # No lock: list.append is atomic, and the pending report reads this very
-                # list, so a span ending while its root closes on another thread is kept.
-                group.spans.append(span)
-                if group.published:
-                    with self._lock:
-                        self._counts["late_spans"] += 1
-                return
-            with self._lock:
-                pending = self._close(group, span)
-            if pending is not None:
-                self.store.put(pending)
-                _log_report(pending)
+            if self._default_metric:
+                is_metric = scope is not None and scope.name == TRACER_NAME
+            else:
+                is_metric = bool(self._is_metric(span))
+            failed = status.status_code is _ERROR
+            record = SpanRecord(
+                name,
+                ctx[_TRACE_ID],
+                ctx[_SPAN_ID],
+                parent[_SPAN_ID] if parent is not None else None,
+                start,
+                end,
+                attribute_dict(attributes),
+                is_metric,
+                failed,
+                status.description if failed else None,
+                _KINDS.get(kind, "internal"),
+                parent is not None and parent[_IS_REMOTE],
+            )
+            if parent is None or parent[_IS_REMOTE]:
+                record.sampled = ctx[_FLAGS].sampled
+                self._close(record)
+            else:
+                self._add_span(record)
         except Exception as exc:  # noqa: BLE001 - telemetry must not break the application
             self._errors.record(exc)
 
@@ -204,26 +201,100 @@ class ReportProcessor(SpanProcessor):
         """Forget unfinished requests; published reports stay in the store."""
         with self._lock:
             self._shut_down = True
-            self._by_span.clear()
             self._pending.clear()
-            self._lingering.clear()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Nothing is buffered for export here; reports are published as roots end."""
         return True
 
+    # ------------------------------------------------------------ other sources of spans
+
+    def add_records(self, records: Iterable[SpanRecord]) -> int:
+        """Join spans recorded elsewhere (the browser) to the reports of their traces.
+
+        Each record joins the request of its ``trace_id`` that this processor
+        holds: one still running, or one whose report is still in the store,
+        however long ago it ended (the late-span window is for this process's
+        own spans). Metrics keep their ``source`` (``"browser"``) and fold in
+        like any other, by start time, with a negative ``start_offset`` when
+        they started before the server's root. Several requests of one trace
+        all show the records of another source.
+
+        Records of a trace with no request here make a report of their own if
+        one of them is a local root (``parent_id`` is ``None``, or
+        ``parent_is_remote``): the earliest such root, with the rest as its
+        spans. Otherwise they are counted as ``orphan_spans``. The per-request
+        cap applies (``truncated_spans``). Listeners hear of every report that
+        changed.
+
+        Returns how many records joined a report.
+
+        Raises:
+            TypeError: an item is not a ``SpanRecord``.
+        """
+        by_trace: dict[int, list[SpanRecord]] = {}
+        for record in records:
+            if not isinstance(record, SpanRecord):
+                raise TypeError(f"add_records takes SpanRecord objects, not {type(record).__name__}")
+            by_trace.setdefault(record.trace_id, []).append(record)
+        accepted = 0
+        new: list[ReportEntry] = []
+        changed: list[ReportEntry] = []
+        with self._lock:
+            now = self._clock()
+            for trace_id, joining in by_trace.items():
+                group = self._pending.get(trace_id) or self._finished(trace_id)
+                created = group is None
+                if group is None:
+                    roots = [r for r in joining if r.is_local_root]
+                    if not roots:
+                        self._counts["orphan_spans"] += len(joining)
+                        continue
+                    root = min(roots, key=lambda r: r.start_ns)
+                    group = TraceRecords(trace_id, root.span_id, now, True)
+                    group.open, group.state, group.reported = 0, PUBLISHED, True
+                    group.until = now + self._window
+                    joining = [r for r in joining if r is not root]
+                    accepted += 1
+                    self._counts["reports"] += 1
+                    new.append(ReportEntry(root=root, trace=group, on_error=self._errors.record))
+                for record in joining:
+                    accepted += self._append(group, record)
+                    if record.is_metric and group.state == OPEN:
+                        group.has_metric = True
+                if group.state == PUBLISHED and not created:
+                    changed += self.store.entries(trace_id)
+            self._counts["external_spans"] += accepted
+        for entry in new:
+            self.store.put(entry)
+        for entry in changed:
+            self.store.changed(entry)
+        return accepted
+
     # ------------------------------------------------------------ internals
 
     def _start_root(self, span: Span) -> None:
-        ctx = span.context
-        if ctx is None or self._shut_down:
+        ctx = span.get_span_context()
+        if self._shut_down:
             return
-        reportable = span.kind is SpanKind.SERVER or self._is_metric(span)
+        has_metric = span.kind is SpanKind.SERVER or self._is_metric(span)
+        trace_id, root_id = ctx[_TRACE_ID], ctx[_SPAN_ID]
         with self._lock:
             now = self._clock()
-            group = _Group(ctx.trace_id, ctx.span_id, now, reportable)
-            self._pending[ctx.span_id] = group
-            self._by_span[ctx.span_id] = group
+            group = self._pending.get(trace_id)
+            if group is None:
+                group = self._finished(trace_id)
+            if group is None:
+                self._pending[trace_id] = TraceRecords(trace_id, root_id, now, has_metric)
+            else:
+                # Another request of a trace already here: it shares the trace's records.
+                group.open += 1
+                group.root_ids.append(root_id)
+                group.state = OPEN
+                group.started = now
+                group.has_metric = group.has_metric or has_metric
+                self._pending[trace_id] = group
+                self._pending.move_to_end(trace_id)
             evicted = self._sweep(now)
         for lost in evicted:
             self._eviction_warning.warn(
@@ -234,59 +305,153 @@ class ReportProcessor(SpanProcessor):
                 self._max_pending,
             )
 
-    def _close(self, group: _Group, root: ReadableSpan) -> FoldOnRead | None:
-        """The root ended (lock held): the group lingers for late spans; its pending report, if any."""
-        group.published = True
-        group.until = self._clock() + self._window
-        del self._pending[group.root_id]
-        self._lingering[group.root_id] = group
-        if not group.reportable:
-            self._counts["unreported_traces"] += 1
-            return None
-        self._counts["reports"] += 1
-        return FoldOnRead(root, group.spans, self._is_metric, self._errors.record)
+    def _append(self, group: TraceRecords, record: SpanRecord) -> int:
+        """Add a record to its trace's records, within the cap (lock held); 1 if kept."""
+        if len(group.records) >= self._cap * len(group.root_ids):
+            group.cut += 1
+            self._counts["truncated_spans"] += 1
+            return 0
+        group.records.append(record)
+        return 1
 
-    def _sweep(self, now: float) -> list[_Group]:
-        """Drop expired groups; called with the lock held, O(1) amortised."""
-        while self._lingering:
-            group = next(iter(self._lingering.values()))
-            if group.until > now and len(self._lingering) <= self._max_lingering:
+    def _add_span(self, record: SpanRecord) -> None:
+        trace_id = record.trace_id
+        changed: list[ReportEntry] = []
+        with self._lock:
+            group = self._pending.get(trace_id)
+            if group is not None and group.open:
+                self._append(group, record)
+                return
+            if group is None:
+                group = self._finished(trace_id)
+            if group is None:
+                # Its request is not (or no longer) here: a parent from another provider,
+                # or the request was evicted, made no report, or left the store.
+                self._counts["orphan_spans"] += 1
+                return
+            if self._clock() > group.until:
+                self._counts["expired_late_spans"] += 1
+                return
+            self._counts["late_spans"] += 1
+            self._append(group, record)
+            changed = self.store.entries(trace_id)
+        for entry in changed:
+            self.store.changed(entry)
+
+    def _finished(self, trace_id: int) -> TraceRecords | None:
+        """The records of a trace whose report is still in the store (lock held)."""
+        for entry in self.store.entries(trace_id):
+            trace = entry.trace
+            if trace is not None and trace.state == PUBLISHED:
+                return trace
+        return None
+
+    def _close(self, root: SpanRecord) -> None:
+        trace_id = root.trace_id
+        entry: ReportEntry | None = None
+        with self._lock:
+            group = self._pending.get(trace_id)
+            if group is None or root.span_id not in group.root_ids or group.open <= 0:
+                # Its request was evicted before the root ended (or tracing was shut down).
+                self._counts["evicted_spans"] += 1
+                return
+            group.open -= 1
+            if self._reportable(group, root):
+                self._counts["reports"] += 1
+                group.reported = True
+                entry = ReportEntry(root=root, trace=group, on_error=self._errors.record)
+            else:
+                self._counts["unreported_traces"] += 1
+                self._counts["unreported_spans"] += 1
+            if group.open == 0:
+                if group.reported:
+                    group.state = PUBLISHED
+                    group.until = self._clock() + self._window
+                else:
+                    group.state = DROPPED
+                    self._counts["unreported_spans"] += len(group.records)
+                    del self._pending[trace_id]
+        if entry is None:
+            return
+        try:
+            self.store.put(entry)
+        finally:
+            # Until now late spans found the request among the pending ones; from
+            # here on they find it through its entry in the store.
+            with self._lock:
+                if group.open == 0 and self._pending.get(trace_id) is group:
+                    del self._pending[trace_id]
+        _log_report(entry)
+
+    @staticmethod
+    def _reportable(group: TraceRecords, root: SpanRecord) -> bool:
+        """Whether a request makes a report: a server or metric root, or a metric under it (lock held)."""
+        if root.kind == "server" or root.is_metric:
+            return True
+        if len(group.root_ids) == 1:
+            return group.has_metric
+        # Several requests of one trace here (an outgoing call answered by this very
+        # service, say): only a metric in this root's own subtree counts.
+        return any(record.is_metric for record in group.spans_of(root.span_id, group.records))
+
+    def _sweep(self, now: float) -> list[TraceRecords]:
+        """Drop unfinished requests past their timeout or over the bound (lock held), O(1) amortised."""
+        evicted: list[TraceRecords] = []
+        pending = self._pending
+        while pending:
+            group = next(iter(pending.values()))
+            if (now - group.started < self._timeout or group.open == 0) and len(pending) <= self._max_pending:
                 break
-            self._forget(self._lingering.popitem(last=False)[1])
-        evicted: list[_Group] = []
-        while self._pending:
-            group = next(iter(self._pending.values()))
-            if now - group.started < self._timeout and len(self._pending) <= self._max_pending:
-                break
-            self._forget(self._pending.popitem(last=False)[1])
-            self._counts["evicted_traces"] += 1
-            evicted.append(group)
+            pending.popitem(last=False)
+            if group.open == 0:
+                continue  # finished, on its way into the store
+            self._counts["evicted_traces"] += group.open
+            group.open = 0
+            if group.reported:
+                group.state = PUBLISHED  # an earlier request of the trace keeps its report
+                group.until = now + self._window
+            else:
+                group.state = DROPPED
+                self._counts["evicted_spans"] += len(group.records)
+                evicted.append(group)
         return evicted
-
-    def _forget(self, group: _Group) -> None:
-        by_span = self._by_span
-        for member in group.members:
-            if by_span.get(member) is group:
-                del by_span[member]
 
     # ------------------------------------------------------------ introspection
 
     def stats(self) -> dict[str, Any]:
-        """Counters: reports published, late and orphan spans, evicted traces, internal errors."""
+        """Counters: reports, late spans, every span that reached no report (and why), internal errors.
+
+        ``spans_not_reported`` is the sum of ``orphan_spans`` (no request of
+        theirs was held: a parent from another provider, or the request had
+        already been evicted, made no report, or left the store),
+        ``evicted_spans`` (in requests dropped unfinished), ``unreported_spans``
+        (in requests that make no report), ``truncated_spans`` (over the
+        per-request cap) and ``expired_late_spans`` (ended after the late-span
+        window).
+        """
+        entries = self.store.stored_entries()
+        now = self._clock()
         with self._lock:
             counts: dict[str, Any] = dict(self._counts)
             counts["pending_traces"] = len(self._pending)
-            counts["lingering_traces"] = len(self._lingering)
-            counts["tracked_spans"] = len(self._by_span)
+            held = {id(g): g for g in self._pending.values()}
+        lingering = {id(e.trace): e.trace for e in entries if e.trace is not None}
+        counts["lingering_traces"] = sum(
+            1 for g in lingering.values() if g.state == PUBLISHED and g.until > now
+        )
+        held.update(lingering)
+        counts["tracked_spans"] = sum(len(g.records) for g in held.values())
+        counts["spans_not_reported"] = sum(counts[name] for name in _LOST)
         counts["internal_errors"] = self._errors.count
-        counts["stored_reports"] = len(self.store)
+        counts["listener_errors"] = self.store.listener_errors
+        counts["stored_reports"] = len(entries)
         return counts
 
 
-def _log_report(pending: FoldOnRead) -> None:
+def _log_report(entry: ReportEntry) -> None:
     if not logger.isEnabledFor(logging.INFO):
         return
-    operation, total_ms, trace_id, slowest = pending.headline()
+    operation, total_ms, trace_id, slowest = entry.headline()
     logger.info(
         "[Performance] %s %.2f ms (trace %s)%s%s",
         operation,

@@ -3,19 +3,34 @@
 The processor keeps one :class:`SpanRecord` per finished span instead of the
 SDK's span object, and every other source of spans (the browser relay's OTLP
 JSON, a trace read back from Jaeger) is turned into the same records, so one
-fold serves them all.
+fold serves them all::
+
+    from ha_agent_tracing.reports import SpanRecord, fold
+
+    root = SpanRecord("POST /api/v1/chat", trace_id, 0x1, None, t0, t0 + 90_000_000, {}, False,
+                      kind="server")
+    step = SpanRecord("rate_limit_check", trace_id, 0x2, 0x1, t0 + 1_000_000, t0 + 1_500_000,
+                      {"exceeded": False}, True)
+    report = fold(root, [step])
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Literal
 
 __all__ = ["SpanRecord", "SpanSource"]
 
 SpanSource = Literal["server", "browser"]
 """Where a span was recorded: in this process (or another server), or in the chat page."""
+
+_NO_EXTRA: Mapping[str, Any] = MappingProxyType({})
+
+
+def _no_extra() -> Mapping[str, Any]:
+    return _NO_EXTRA
 
 
 @dataclass(slots=True)
@@ -27,6 +42,11 @@ class SpanRecord:
     ``parent_id`` is ``None`` for a span without a parent. ``is_metric`` says
     whether the span is a tracked metric of the report (one the tracker, or the
     browser's tracker, created) rather than, say, an HTTP client span.
+    ``attributes`` is read, never changed: the processor hands over the SDK's
+    own (finished, read-only) mapping rather than a copy. ``sampled`` is the
+    span's sampled flag (a report shows its root's). ``extra`` holds whatever
+    else a source wants to keep; by default one shared, read-only empty mapping
+    (a dict per span would cost 64 bytes each): pass your own dict to fill it.
     """
 
     name: str
@@ -42,9 +62,15 @@ class SpanRecord:
     kind: str = "internal"
     parent_is_remote: bool = False
     source: SpanSource = "server"
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=_no_extra)
+    sampled: bool = True
 
     @property
     def duration_ns(self) -> int:
         """End minus start, never negative."""
         return max(self.end_ns - self.start_ns, 0)
+
+    @property
+    def is_local_root(self) -> bool:
+        """Whether the span starts a request here: no parent, or a parent in another process."""
+        return self.parent_id is None or self.parent_is_remote

@@ -1,0 +1,147 @@
+"""The processor under races and bounds: no internal error, no lost report, every lost span counted."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+
+from ha_agent_tracing import PerformanceTracker, ReportProcessor, ReportStore, is_tracked_metric
+
+from .conftest import Tracing, make_tracing
+
+
+def _small_store(max_reports: int) -> Tracing:
+    """A setup whose processor publishes into a store of ``max_reports`` reports."""
+    setup = make_tracing()
+    store = ReportStore(max_reports=max_reports)
+    setup.provider = TracerProvider(shutdown_on_exit=False)
+    setup.processor = ReportProcessor(store)
+    setup.provider.add_span_processor(setup.processor)
+    setup.store = store
+    setup.tracker = PerformanceTracker(setup.provider, store)
+    return setup
+
+
+@pytest.fixture
+def fast_switching() -> Iterator[None]:
+    """Threads switch every microsecond, so races between hooks happen often."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    yield
+    sys.setswitchinterval(before)
+
+
+def test_roots_ending_while_their_requests_are_evicted_never_fail(fast_switching: None) -> None:
+    """Roots end on four threads while others' starts evict them: each root is reported or evicted."""
+    store = ReportStore(max_reports=10)
+    processor = ReportProcessor(store, max_pending_traces=1)
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    tracer = PerformanceTracker(provider, store).tracer
+    per_thread = 3_000
+
+    def requests() -> None:
+        for _ in range(per_thread):
+            tracer.start_span("r").end()
+
+    threads = [threading.Thread(target=requests) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stats = processor.stats()
+    assert stats["internal_errors"] == 0
+    assert stats["evicted_traces"] > 0, "the race under test did not happen"
+    assert stats["reports"] + stats["evicted_traces"] == 4 * per_thread
+    assert stats["pending_traces"] == 0
+
+
+def test_a_metric_starting_as_its_root_ends_on_another_thread_keeps_the_report() -> None:
+    """Whether a request makes a report is decided under the lock its root's end also takes."""
+    provider = TracerProvider(shutdown_on_exit=False)
+    root_ended: list[threading.Thread] = []
+    root_holder: list[trace.Span] = []
+
+    def is_metric(span: ReadableSpan) -> bool:
+        if span.name == "m" and not root_ended:
+            # The root ends on another thread while this metric is being registered.
+            ender = threading.Thread(target=root_holder[0].end)
+            root_ended.append(ender)
+            ender.start()
+            ender.join(timeout=0.3)
+        return span.name == "m" or is_tracked_metric(span)
+
+    processor = ReportProcessor(is_metric=is_metric)
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("another.library")
+    root = tracer.start_span("job")
+    root_holder.append(root)
+    metric = tracer.start_span("m", context=trace.set_span_in_context(root))
+    root_ended[0].join()
+    metric.end()
+    reports = processor.store.reports()
+    assert [[m["name"] for m in r["metrics"]] for r in reports] == [["m"]]
+    assert processor.stats()["late_spans"] == 1
+
+
+def test_requests_that_make_no_report_take_no_room_from_real_ones() -> None:
+    """Bare client calls after a request do not push it out: its late metric still joins its report."""
+    setup = _small_store(3)
+    t = setup.tracker
+    root = t.tracer.start_span("POST /api/v1/chat", kind=trace.SpanKind.SERVER)
+    late = t.tracer.start_span("background_task", context=trace.set_span_in_context(root))
+    root.end()
+    http = setup.provider.get_tracer("opentelemetry.instrumentation.httpx")
+    for _ in range(10):
+        http.start_span("GET", kind=trace.SpanKind.CLIENT).end()
+    late.end()
+    (report,) = t.get_reports()
+    assert [m["name"] for m in report["metrics"]] == ["background_task"]
+    stats = setup.processor.stats()
+    assert (stats["late_spans"], stats["unreported_traces"], stats["orphan_spans"]) == (1, 10, 0)
+
+
+def test_a_span_ending_after_its_request_was_forgotten_is_counted() -> None:
+    """A span that started in time but ends once its report left the store is counted, not dropped silently."""
+    setup = _small_store(1)
+    t = setup.tracker
+    root = t.tracer.start_span("POST /api/v1/chat", kind=trace.SpanKind.SERVER)
+    slow = t.tracer.start_span("slow", context=trace.set_span_in_context(root))
+    root.end()
+    with t.operation("next_request"):
+        pass
+    slow.end()
+    stats = setup.processor.stats()
+    assert stats["orphan_spans"] == 1
+    assert stats["spans_not_reported"] == 1
+    assert [r["operation"] for r in t.get_reports()] == ["next_request"]
+
+
+def test_spans_per_request_are_capped_counted_and_the_report_marked() -> None:
+    """Over max_spans_per_request, spans are left out, counted, and the report says truncated."""
+    setup = make_tracing(max_spans_per_request=5)
+    t = setup.tracker
+    with t.operation("big"):
+        for n in range(12):
+            with t.track("step", n=n):
+                pass
+    (report,) = t.get_reports()
+    assert [m["metadata"]["n"] for m in report["metrics"]] == [0, 1, 2, 3, 4]
+    assert (report["truncated"], report.get("truncated_spans")) == (True, 7)
+    stats = setup.processor.stats()
+    assert (stats["truncated_spans"], stats["spans_not_reported"]) == (7, 7)
+    with t.operation("small"), t.track("one"):
+        pass
+    assert t.get_reports()[1]["truncated"] is False
+
+
+def test_the_span_cap_rejects_invalid_values() -> None:
+    """An invalid explicit cap raises."""
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="max_spans_per_request"):
+            ReportProcessor(max_spans_per_request=bad)  # type: ignore[arg-type]
