@@ -6,7 +6,9 @@ They expose internal data, so they are mounted only when
 development may opt out with ``HA_AGENT_TRACING_API_ALLOW_LOOPBACK=true``:
 then clients on 127.0.0.0/8 or ::1 need no token. Enabled without a token
 and without that opt-out, the endpoints answer 503 saying what to set.
-These paths are never traced, so reading reports creates none.
+These paths are never traced, so reading reports creates none. The reads
+are plain ``def`` endpoints: FastAPI runs them in its thread pool, so folding
+and copying reports never holds up the event loop that serves chat requests.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ def reports_router(settings: AgentSettings, tracker: PerformanceTracker) -> APIR
     router = APIRouter(prefix="/api/v1/performance", tags=["performance"], dependencies=[Depends(authorize)])
 
     @router.get("/reports")
-    async def reports(
+    def reports(
         operation: str | None = None,
         limit: Annotated[int | None, Query(ge=0, le=10_000)] = None,
     ) -> dict[str, Any]:
@@ -68,22 +70,22 @@ def reports_router(settings: AgentSettings, tracker: PerformanceTracker) -> APIR
         return {"count": len(found), "reports": found}
 
     @router.get("/reports/{trace_id}")
-    async def report(trace_id: str) -> dict[str, Any]:
+    def report(trace_id: str) -> dict[str, Any]:
         """The report of one trace (32 hex digits)."""
         if not _TRACE_ID.match(trace_id):
             raise HTTPException(422, "trace_id must be 32 hexadecimal digits")
         found = tracker.store.get(trace_id)
         if found is None:
             raise HTTPException(404, f"no report for trace {trace_id.lower()} (it may have been pushed out)")
-        return found
+        return dict(found)
 
     @router.get("/summary")
-    async def summary(operation: str | None = None) -> dict[str, Any]:
+    def summary(operation: str | None = None) -> dict[str, Any]:
         """Per operation: count, mean, p50, p95, p99 and max of the total and of each metric (ms)."""
         return tracker.store.summary(operation)
 
     @router.get("/export")
-    async def export() -> Response:
+    def export() -> Response:
         """Every stored report as a JSON file."""
         return Response(
             tracker.store.export(),
