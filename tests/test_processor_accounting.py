@@ -8,9 +8,17 @@ from collections.abc import Iterator
 
 import pytest
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-from ha_agent_tracing import PerformanceTracker, ReportProcessor, ReportStore, is_tracked_metric
+from ha_agent_tracing import (
+    PerformanceTracker,
+    ReportEntry,
+    ReportProcessor,
+    ReportStore,
+    is_tracked_metric,
+)
 
 from .conftest import Tracing, make_tracing
 
@@ -145,3 +153,59 @@ def test_the_span_cap_rejects_invalid_values() -> None:
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="max_spans_per_request"):
             ReportProcessor(max_spans_per_request=bad)  # type: ignore[arg-type]
+
+
+def _remote_parent(trace_id: int, span_id: int) -> Context:
+    return trace.set_span_in_context(
+        NonRecordingSpan(SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(1)))
+    )
+
+
+def test_a_root_of_an_evicted_request_does_not_close_a_newer_request_of_its_trace() -> None:
+    """Root A's request is evicted, B starts anew in the same trace; A ending late must not close B's."""
+    setup = make_tracing(max_pending_traces=1)
+    tracer = setup.tracker.tracer
+    server = trace.SpanKind.SERVER
+    first = tracer.start_span("first", context=_remote_parent(0xAB, 0x1), kind=server)
+    tracer.start_span("other trace", kind=server).end()  # evicts the first request
+    second = tracer.start_span("second", context=_remote_parent(0xAB, 0x2), kind=server)
+    first.end()
+    with tracer.start_as_current_span("step", context=trace.set_span_in_context(second)):
+        pass
+    second.end()
+    reports = setup.tracker.get_reports()
+    assert [(r["root_span"], [m["name"] for m in r["metrics"]]) for r in reports] == [
+        ("other trace", []),
+        ("second", ["step"]),
+    ]
+    stats = setup.processor.stats()
+    assert (stats["evicted_traces"], stats["evicted_spans"]) == (1, 1)
+
+
+def test_a_finished_request_leaves_pending_only_if_it_is_still_the_one_pending() -> None:
+    """A listener's work during publishing replaces the trace's pending request: that one is kept."""
+    store = ReportStore(max_reports=1)
+    processor = ReportProcessor(store, max_pending_traces=1)
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    tracer = PerformanceTracker(provider, store).tracer
+    server = trace.SpanKind.SERVER
+    started: list[trace.Span] = []
+
+    def on_report(entry: ReportEntry) -> None:
+        if started:
+            return
+        # Another request pushes this one out of the pending ones, a report pushes its
+        # entry out of the store; then a new request of the same trace starts afresh.
+        started.append(tracer.start_span("unrelated", kind=server))
+        store.put({"operation": "x", "total_duration": 1.0, "timestamp": 1.0, "metrics": [],
+                   "trace_id": "ff" * 16, "span_id": "ff" * 8})  # fmt: skip
+        started.append(tracer.start_span("again", context=_remote_parent(0xAB, 0x2), kind=server))
+
+    store.add_listener(on_report)
+    tracer.start_span("first", context=_remote_parent(0xAB, 0x1), kind=server).end()
+    started[1].end()
+    assert [r["root_span"] for r in store.reports()] == ["again"]
+    started[0].end()  # its request was evicted when "again" started
+    stats = processor.stats()
+    assert (stats["evicted_traces"], stats["evicted_spans"]) == (1, 1)
