@@ -14,7 +14,7 @@ import logging
 import secrets
 import sys
 import time
-from typing import Any
+from typing import Any, cast
 
 from ha_agent_tracing._cli_analysis import add_analyze, add_compare, bottleneck_line, run_analyze, run_compare
 from ha_agent_tracing.analysis._render import table
@@ -175,7 +175,8 @@ def demo(args: argparse.Namespace) -> int:
             f"slowest trace {slowest['trace_id']} ({slowest['total_duration']:.1f} ms)",
             file=out,
         )
-        print(bottleneck_line(tracker.get_reports_for_operation("chat_request")), file=out)
+        chat_reports = tracker.get_reports_for_operation("chat_request")
+        print(bottleneck_line(cast(list[dict[str, Any]], chat_reports)), file=out)
         live = "" if args.keep_serving else " (live with --keep-serving)"
         print(f"\nSee more{live}:", file=out)
         print(f"  reports   GET {server.url}/api/v1/performance/reports?operation=chat_request", file=out)
