@@ -9,19 +9,27 @@ messages from them as it would in production.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from opentelemetry.instrumentation.genai.openai import OpenAIInstrumentor
+from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
 from ha_agent_tracing import load_config
+from ha_agent_tracing.agent._background import free_port
 
-from .agent_harness import Agent, running_agent
-from .receivers import Phoenix, ReceivedSpan
+from .agent_harness import Agent, running_agent, wait_until_answering
+from .receivers import Phoenix, ReceivedSpan, Rotel
 
 # One message the model answers with two tool calls and then a sentence (2 model calls),
 # one it answers directly (1 model call).
@@ -181,3 +189,56 @@ def test_phoenix_shows_no_messages_with_capture_off(phoenix: Phoenix) -> None:
         k for s in spans for k in s.attributes if k.startswith(("llm.input_messages", "llm.output_messages"))
     ]
     assert leaked == []
+
+
+# ---------------------------------------------------------------- under opentelemetry-instrument
+
+
+def test_under_opentelemetry_instrument_the_official_package_joins_and_calls_count_once(
+    tmp_path: Path,
+) -> None:
+    """The launcher loads the official instrumentation by its entry point; still one LLM span per call."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "HA_", "OPENAI_"))}
+    with Rotel(tmp_path) as rotel:
+        env.update(
+            HA_AGENT_PORT=str(port),
+            HA_AGENT_MODEL_LATENCY_MS="1",
+            HA_AGENT_HOME_LATENCY_MS="1",
+            OTEL_TRACES_EXPORTER="otlp",
+            OTEL_EXPORTER_OTLP_TRACES_PROTOCOL="http/protobuf",
+            OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=rotel.http_endpoint,
+            OTEL_BSP_SCHEDULE_DELAY="100",
+            OTEL_METRICS_EXPORTER="none",
+            OTEL_LOGS_EXPORTER="none",
+        )
+        launcher = Path(sys.executable).parent / "opentelemetry-instrument"
+        command = [str(launcher), str(Path(sys.executable).parent / "ha-agent-tracing"), "serve"]
+        log = tmp_path / "serve.log"
+        base = f"http://127.0.0.1:{port}"
+        with log.open("w") as out:
+            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+        try:
+            wait_until_answering(f"{base}/health", process, log)
+            for message in MESSAGES:
+                with suppress_http_instrumentation():
+                    assert (
+                        httpx.post(f"{base}/api/v1/chat", json={"message": message}, timeout=30).status_code
+                        == 200
+                    )
+            deadline = time.monotonic() + 20
+            while True:
+                spans = rotel.spans()
+                ours = [s for s in spans if s.name == "openai_api_call"]
+                if len(ours) >= MODEL_CALLS or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+        finally:
+            process.terminate()
+            process.wait(15)
+    llm = [s for s in spans if "gen_ai.usage.input_tokens" in s.attributes]
+    assert len(ours) == MODEL_CALLS, log.read_text()[-2000:]
+    assert [s.name for s in llm] == ["chat gpt-4o-mini"] * MODEL_CALLS
+    assert {s.parent_id for s in llm} == {s.span_id for s in ours}
+    assert all(s.attributes["openinference.span.kind"] == "CHAIN" for s in ours)
+    assert not [s for s in spans if s.name in ("GET /health", "POST /v1/chat/completions")]

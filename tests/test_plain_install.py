@@ -24,6 +24,7 @@ from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 
 from ha_agent_tracing.agent._background import free_port
 
+from .agent_harness import wait_until_answering
 from .plain_install import closure, plain_venv
 
 TOKEN = "plain-install-token-0123456789"
@@ -76,17 +77,7 @@ def _running(command: list[str], env: dict[str, str], cwd: Path, log: Path, base
     with log.open("w") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, log.read_text()
-            try:
-                with suppress_http_instrumentation():
-                    if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                        break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
+        wait_until_answering(f"{base}/health", process, log, timeout_s=60)
         yield base
     finally:
         process.terminate()
