@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -84,6 +85,8 @@ def assert_failed_cleanly(
     assert response.json() == {"detail": detail}
     assert "Error" not in detail  # a plain sentence, no exception class names
     (report,) = agent.reports(1)
+    # The request's own status follows HTTP's server rule: 5xx is an error, a 429 is the client's to retry.
+    assert report["status"] == ("error" if status >= 500 else "ok")
     call = model_call(report)
     assert call["status"] == "error"
     assert call["metadata"]["error.type"] == error_type
@@ -98,27 +101,98 @@ def assert_failed_cleanly(
     return call
 
 
-def test_a_429_whose_retry_after_overruns_the_budget_is_a_429_at_once(
-    llmock: LLMock, caplog: pytest.LogCaptureFixture
+@dataclass(frozen=True)
+class Fault:
+    """A provider fault scripted in llmock, and the answer the caller must get within ``bound_s``."""
+
+    script: Callable[[LLMock], object]
+    status: int
+    error_type: str
+    attempts: int
+    detail: str
+    bound_s: float
+    at_least_s: float = 0.0
+    retry_after: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict[str, Any])
+
+
+FAULTS = {
+    # Retry-After: 20 with a 2 s budget: no wait at all; the provider's Retry-After is passed on.
+    "429-retry-after-over-budget": Fault(
+        lambda m: m.rate_limit(retry_after=20, times=None),
+        429, "429", 1, "The model provider is rate-limiting requests; try again later.", 2, retry_after="20",
+    ),
+    # Retry-After 1.2 s twice with a 2 s budget: one wait fits, the second does not.
+    "429-waits-count-against-the-budget": Fault(
+        lambda m: m.rate_limit(retry_after=1.2, times=None),
+        429, "429", 2, "The model provider is rate-limiting requests; try again later.", 2, 1.2, "2",
+    ),
+    # 503 on every attempt: retried twice after backoff, then 503 with a Retry-After.
+    "503-after-the-retries": Fault(
+        lambda m: m.outage(status=503),
+        503, "503", 3, "The model provider is overloaded; try again later.", 5, retry_after="1",
+        settings={"openai_timeout_s": 5.0},
+    ),
+    "500-after-the-retries": Fault(
+        lambda m: m.outage(status=500), 502, "500", 3, "The model provider failed (HTTP 500).", 2
+    ),
+    "401-not-retried": Fault(
+        lambda m: m.fail(401, times=None), 502, "401", 1, "The model provider refused the request (HTTP 401).", 2
+    ),
+    "slow-answer": Fault(
+        lambda m: m.delay(6, times=None), 504, "timeout", 1, "The model did not answer within 2 s.", 2, 2
+    ),
+    # HA_AGENT_CHAT_TIMEOUT=1 under a 5 s model timeout: the model call gets what is left.
+    "chat-deadline": Fault(
+        lambda m: m.delay(6, times=None),
+        504, "timeout", 1, "The model did not answer before the request's deadline.", 1, 1,
+        settings={"openai_timeout_s": 5.0, "chat_timeout_s": 1.0},
+    ),
+    "stalled-stream": Fault(
+        lambda m: m.stall(after_chunks=2, seconds=10, times=None),
+        504, "timeout", 1, "The model did not answer within 2 s.", 2, 2, settings={"stream": True},
+    ),
+    "slow-first-chunk": Fault(
+        lambda m: m.slow_first_token(6, times=None),
+        504, "timeout", 1, "The model did not answer within 2 s.", 2, 2, settings={"stream": True},
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", FAULTS)
+def test_a_provider_fault_gets_a_clear_bounded_answer(
+    llmock: LLMock, caplog: pytest.LogCaptureFixture, name: str
 ) -> None:
-    """Retry-After: 20 with a 2 s budget: no wait, the caller gets 429 with the provider's Retry-After."""
-    llmock.rate_limit(retry_after=20, times=None)
-    with agent_on(llmock) as agent:
+    """Status, Retry-After and a plain message, in bounded time; the report and log say what happened."""
+    fault = FAULTS[name]
+    fault.script(llmock)
+    with agent_on(llmock, **fault.settings) as agent:
         response, took = timed_chat(agent, "Hello", "c")
         call = assert_failed_cleanly(
             agent,
             response,
             caplog,
-            status=429,
-            error_type="429",
-            attempts=1,
-            detail="The model provider is rate-limiting requests; try again later.",
+            status=fault.status,
+            error_type=fault.error_type,
+            attempts=fault.attempts,
+            detail=fault.detail,
         )
-    assert response.headers["Retry-After"] == "20"
-    assert call["metadata"]["http.response.status_code"] == 429
-    assert call["metadata"]["retry_after_s"] == 20
-    assert took < 2 + MARGIN_S
-    assert len(llmock.requests) == 1
+    assert response.headers.get("Retry-After") == fault.retry_after
+    if fault.error_type.isdigit():
+        assert call["metadata"]["http.response.status_code"] == int(fault.error_type)
+        assert len(llmock.requests) == fault.attempts
+    assert fault.at_least_s <= took < fault.bound_s + MARGIN_S
+
+
+def test_the_chat_deadline_bounds_a_request_held_up_by_the_home() -> None:
+    """A home that takes 3 s per call with HA_AGENT_CHAT_TIMEOUT=1: 504 in about 1 s, nothing saved."""
+    with running_agent(home_latency_ms=3000, chat_timeout_s=1.0) as agent:
+        response, took = timed_chat(agent, "Which lights are on?", "c")
+        saved = history(agent, "c")
+    assert response.status_code == 504
+    assert response.json() == {"detail": "The request did not finish within 1 s."}
+    assert saved == []
+    assert 1 <= took < 1 + MARGIN_S
 
 
 def test_a_429_then_success_is_one_call_of_two_attempts(llmock: LLMock) -> None:
@@ -137,109 +211,6 @@ def test_a_429_then_success_is_one_call_of_two_attempts(llmock: LLMock) -> None:
     assert waited >= 0.3
     assert took < 2 + MARGIN_S
     llmock.assert_resilient()
-
-
-def test_retry_after_waits_count_against_the_model_timeout(llmock: LLMock) -> None:
-    """Retry-After 1.2 s twice with a 2 s budget: one wait fits, the second does not; 429 within 2 s."""
-    llmock.rate_limit(retry_after=1.2, times=None)
-    with agent_on(llmock) as agent:
-        response, took = timed_chat(agent, "Hello", "c")
-        (report,) = agent.reports(1)
-    assert response.status_code == 429
-    assert model_call(report)["metadata"]["attempts"] == 2
-    assert 1.2 <= took < 2 + MARGIN_S
-
-
-def test_an_overloaded_provider_is_a_503_with_retry_after_after_the_retries(
-    llmock: LLMock, caplog: pytest.LogCaptureFixture
-) -> None:
-    """503 on every attempt: retried twice with backoff, then 503 to the caller with a Retry-After."""
-    llmock.outage(status=503)
-    with agent_on(llmock, openai_timeout_s=5.0) as agent:
-        response, took = timed_chat(agent, "Hello", "c")
-        assert_failed_cleanly(
-            agent,
-            response,
-            caplog,
-            status=503,
-            error_type="503",
-            attempts=3,
-            detail="The model provider is overloaded; try again later.",
-        )
-    assert response.headers["Retry-After"] == "1"
-    assert took < 5 + MARGIN_S
-
-
-def test_a_provider_500_is_a_502_with_a_plain_message(
-    llmock: LLMock, caplog: pytest.LogCaptureFixture
-) -> None:
-    """500 on every attempt: 502, 'The model provider failed (HTTP 500).'"""
-    llmock.outage(status=500)
-    with agent_on(llmock) as agent:
-        response, _ = timed_chat(agent, "Hello", "c")
-        call = assert_failed_cleanly(
-            agent,
-            response,
-            caplog,
-            status=502,
-            error_type="500",
-            attempts=3,
-            detail="The model provider failed (HTTP 500).",
-        )
-    assert call["metadata"]["http.response.status_code"] == 500
-
-
-def test_a_refused_request_is_not_retried(llmock: LLMock, caplog: pytest.LogCaptureFixture) -> None:
-    """401: one attempt, 502 saying the provider refused."""
-    llmock.fail(401, times=None)
-    with agent_on(llmock) as agent:
-        response, _ = timed_chat(agent, "Hello", "c")
-        assert_failed_cleanly(
-            agent,
-            response,
-            caplog,
-            status=502,
-            error_type="401",
-            attempts=1,
-            detail="The model provider refused the request (HTTP 401).",
-        )
-    assert len(llmock.requests) == 1
-
-
-def test_a_slow_provider_is_cut_at_the_model_timeout(
-    llmock: LLMock, caplog: pytest.LogCaptureFixture
-) -> None:
-    """A 6 s answer with HA_AGENT_OPENAI_TIMEOUT=2: 504 in about 2 s, one attempt."""
-    llmock.delay(6, times=None)
-    with agent_on(llmock) as agent:
-        response, took = timed_chat(agent, "Hello", "c")
-        assert_failed_cleanly(
-            agent,
-            response,
-            caplog,
-            status=504,
-            error_type="timeout",
-            attempts=1,
-            detail="The model did not answer within 2 s.",
-        )
-    assert 2 <= took < 2 + MARGIN_S
-
-
-def test_the_chat_deadline_bounds_the_request(llmock: LLMock, caplog: pytest.LogCaptureFixture) -> None:
-    """HA_AGENT_CHAT_TIMEOUT=1 under a 5 s model timeout: the model call gets what is left, 504 in ~1 s."""
-    llmock.delay(6, times=None)
-    with agent_on(llmock, openai_timeout_s=5.0, chat_timeout_s=1.0) as agent:
-        response, took = timed_chat(agent, "Hello", "c")
-        assert_failed_cleanly(
-            agent,
-            response,
-            caplog,
-            status=504,
-            error_type="timeout",
-            attempts=1,
-            detail="The model did not answer before the request's deadline.",
-        )
-    assert 1 <= took < 1 + MARGIN_S
 
 
 @pytest.mark.parametrize(
@@ -277,34 +248,6 @@ def test_a_broken_stream_is_an_error_never_an_answer(
         (report,) = agent.reports(1)
     assert "tool_execution" not in {m["name"] for m in report["metrics"]}
     assert home._states["light.living_room"]["state"] == "off"
-    assert took < 2 + MARGIN_S
-
-
-def test_a_stalled_stream_is_cut_at_the_model_timeout(
-    llmock: LLMock, caplog: pytest.LogCaptureFixture
-) -> None:
-    """A stream that stops for 10 s: 504 in about 2 s."""
-    llmock.stall(after_chunks=2, seconds=10, times=None)
-    with agent_on(llmock, stream=True) as agent:
-        response, took = timed_chat(agent, "Hello", "c")
-        assert_failed_cleanly(
-            agent,
-            response,
-            caplog,
-            status=504,
-            error_type="timeout",
-            attempts=1,
-            detail="The model did not answer within 2 s.",
-        )
-    assert 2 <= took < 2 + MARGIN_S
-
-
-def test_a_slow_first_token_is_cut_at_the_model_timeout(llmock: LLMock) -> None:
-    """No first chunk for 6 s: 504 in about 2 s."""
-    llmock.slow_first_token(6, times=None)
-    with agent_on(llmock, stream=True) as agent:
-        response, took = timed_chat(agent, "Hello", "c")
-    assert response.status_code == 504
     assert took < 2 + MARGIN_S
 
 
