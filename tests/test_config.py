@@ -140,6 +140,7 @@ BAD_VALUES = [
     ("HA_AGENT_TRACING_MAX_SPANS_PER_REQUEST", "0", "max_spans_per_request", 1_000),
     ("HA_AGENT_TRACING_SHUTDOWN_TIMEOUT", "0", "shutdown_timeout_s", 5.0),
     ("HA_AGENT_TRACING_REPORT_UNSAMPLED", "maybe", "report_unsampled", True),
+    ("HA_AGENT_TRACING_VARIANT", "two words", "variant", None),
     ("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS", "(((unbalanced", "fastapi_excluded_urls", ""),
     ("OTEL_PYTHON_EXCLUDED_URLS", "healthz,[oops", "fastapi_excluded_urls", "healthz"),
     ("OTEL_PYTHON_HTTPX_EXCLUDED_URLS", "*star", "httpx_excluded_urls", ""),

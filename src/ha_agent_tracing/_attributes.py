@@ -18,6 +18,7 @@ __all__ = [
     "RESERVED_PREFIX",
     "SCHEMA_URL",
     "SEMCONV_VERSION",
+    "VARIANT_ATTRIBUTE",
     "keyword_attributes",
     "to_attribute_value",
     "to_attributes",
@@ -25,6 +26,9 @@ __all__ = [
 
 RESERVED_PREFIX = "ha_agent_tracing."
 """Attributes under this prefix are the library's own and stay out of report metadata."""
+
+VARIANT_ATTRIBUTE = RESERVED_PREFIX + "variant"
+"""Resource attribute naming the deployment's variant (``HA_AGENT_TRACING_VARIANT``); reports carry it."""
 
 NOT_METADATA = frozenset({"openinference.span.kind"})
 """Attributes for trace viewers that are no metric's metadata either."""

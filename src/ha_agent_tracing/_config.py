@@ -18,6 +18,7 @@ from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
+from ha_agent_tracing._attributes import VARIANT_ATTRIBUTE
 from ha_agent_tracing._settings import (
     InvalidValue,
     Setting,
@@ -77,6 +78,16 @@ def _detector_names(raw: str) -> tuple[str, ...]:
     if bad:
         raise InvalidValue(f"{', '.join(map(repr, bad))} cannot be detector names", fallback=good)
     return good
+
+
+_VARIANT_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def variant_name(raw: str) -> str:
+    """A variant's name: up to 64 letters, digits, ``.``, ``_`` and ``-``."""
+    if not _VARIANT_NAME.match(raw):
+        raise InvalidValue("expected up to 64 letters, digits, '.', '_' or '-'")
+    return raw
 
 
 def _protocol(raw: str) -> str:
@@ -337,6 +348,14 @@ REPORT_UNSAMPLED = Setting(
     True,
     "`true`: a trace the sampler drops is still recorded for its report, only not exported",
 )
+VARIANT = Setting(
+    "variant",
+    ("HA_AGENT_TRACING_VARIANT",),
+    variant_name,
+    None,
+    f"a name for this build or setting (resource attribute `{VARIANT_ATTRIBUTE}`, up to 64 letters, digits, "
+    "`.`, `_`, `-`), carried by every report so `compare` can tell variants apart",
+)
 
 SETTINGS: tuple[Setting[Any], ...] = (
     SERVICE_NAME, RESOURCE_ATTRIBUTES, TRACES_EXPORTER, OTLP_TRACES_ENDPOINT, OTLP_ENDPOINT, OTLP_PROTOCOL,
@@ -346,7 +365,7 @@ SETTINGS: tuple[Setting[Any], ...] = (
     SPAN_ATTRIBUTE_COUNT_LIMIT, SPAN_EVENT_COUNT_LIMIT, SPAN_LINK_COUNT_LIMIT, FASTAPI_EXCLUDED_URLS,
     CAPTURE_MESSAGE_CONTENT, MAX_REPORTS, MAX_PENDING_TRACES, PENDING_TIMEOUT_S, LATE_SPAN_WINDOW_S,
     MAX_SPANS_PER_REQUEST, SHUTDOWN_TIMEOUT_S, REPORT_UNSAMPLED, HTTPX_EXCLUDED_URLS,
-    DISABLED_INSTRUMENTATIONS, RESOURCE_DETECTORS, PROPAGATORS,
+    DISABLED_INSTRUMENTATIONS, RESOURCE_DETECTORS, PROPAGATORS, VARIANT,
 )  # fmt: skip
 
 # Read by OpenTelemetry itself, and fatal when bad, before load_config() could
@@ -440,6 +459,7 @@ class TracingConfig:
     max_spans_per_request: int
     shutdown_timeout_s: float
     report_unsampled: bool
+    variant: str | None
     export_explicit: bool
     """Whether export was asked for (an exporter named or an endpoint set)."""
 

@@ -39,6 +39,7 @@ from opentelemetry.sdk.trace import SpanLimits
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.version import __version__ as sdk_version
 
+from ha_agent_tracing._attributes import VARIANT_ATTRIBUTE
 from ha_agent_tracing._config import TracingConfig, asked_settings, instrumentation_enabled, load_config
 from ha_agent_tracing._lifespan import flush_at_shutdown
 from ha_agent_tracing._tracker import PerformanceTracker
@@ -127,6 +128,7 @@ def _resource(config: TracingConfig) -> Resource:
             **detect_resource(config.resource_detectors),
             "service.version": __version__,
             **config.resource_attributes,
+            **({VARIANT_ATTRIBUTE: config.variant} if config.variant else {}),
             "service.name": config.service_name,
         }
     )

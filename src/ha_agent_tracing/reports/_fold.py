@@ -26,13 +26,22 @@ from __future__ import annotations
 import heapq
 from collections.abc import Mapping, Sequence
 from operator import attrgetter
+from types import MappingProxyType
 from typing import Any
 
-from ha_agent_tracing._attributes import NOT_METADATA, RESERVED_PREFIX
+from ha_agent_tracing._attributes import NOT_METADATA, RESERVED_PREFIX, VARIANT_ATTRIBUTE
 from ha_agent_tracing.reports._records import SpanRecord
 from ha_agent_tracing.reports._types import Report, ReportMetric
 
-__all__ = ["OPERATION_ATTRIBUTE", "fold", "fold_metric", "headline", "operation_name"]
+__all__ = [
+    "OPERATION_ATTRIBUTE",
+    "SERVICE_VERSION",
+    "deployment_attributes",
+    "fold",
+    "fold_metric",
+    "headline",
+    "operation_name",
+]
 
 OPERATION_ATTRIBUTE = RESERVED_PREFIX + "operation"
 
@@ -110,10 +119,29 @@ def fold(root: SpanRecord, spans: Sequence[SpanRecord], *, truncated_spans: int 
         "status": "error" if root.failed else "ok",
         "sampled": root.sampled,
         "truncated": truncated_spans > 0,
+        "service_version": root.extra.get(SERVICE_VERSION),
+        "variant": root.extra.get(VARIANT_ATTRIBUTE),
     }
     if truncated_spans > 0:
         report["truncated_spans"] = truncated_spans
     return report
+
+
+SERVICE_VERSION = "service.version"
+
+
+def deployment_attributes(resource: Mapping[str, Any]) -> Mapping[str, Any]:
+    """What a report keeps of its root's resource: ``service.version`` and the variant, when text.
+
+    Sources put it in the root record's ``extra``; :func:`fold` reads it from there.
+    """
+    return MappingProxyType(
+        {
+            key: resource[key]
+            for key in (SERVICE_VERSION, VARIANT_ATTRIBUTE)
+            if isinstance(resource.get(key), str)
+        }
+    )
 
 
 def headline(

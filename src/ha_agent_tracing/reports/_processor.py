@@ -47,7 +47,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from opentelemetry.context import Context
@@ -56,6 +56,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from ha_agent_tracing._internal import InternalErrors, RateLimitedWarning
 from ha_agent_tracing.reports._entries import DROPPED, OPEN, PUBLISHED, ReportEntry, TraceRecords
+from ha_agent_tracing.reports._fold import deployment_attributes
 from ha_agent_tracing.reports._records import SpanRecord
 from ha_agent_tracing.reports._store import ReportStore
 from ha_agent_tracing.telemetry._sdk_compat import attribute_dict, span_fields, span_parent
@@ -133,6 +134,7 @@ class ReportProcessor(SpanProcessor):
         self._cap = max_spans_per_request
         self._is_metric = is_metric
         self._default_metric = is_metric is is_tracked_metric
+        self._deployment_of: tuple[object, Mapping[str, Any]] | None = None
         self._clock = clock
         self._lock = threading.Lock()
         # Unfinished requests by trace id, oldest first; finished ones live in the store.
@@ -191,11 +193,22 @@ class ReportProcessor(SpanProcessor):
             )
             if parent is None or parent[_IS_REMOTE]:
                 record.sampled = ctx[_FLAGS].sampled
+                record.extra = self._deployment(span)
                 self._close(record)
             else:
                 self._add_span(record)
         except Exception as exc:  # noqa: BLE001 - telemetry must not break the application
             self._errors.record(exc)
+
+    def _deployment(self, span: ReadableSpan) -> Mapping[str, Any]:
+        """The report-worthy resource attributes (version, variant); one resource, read once."""
+        resource = span.resource
+        known = self._deployment_of
+        if known is not None and known[0] is resource:
+            return known[1]
+        found = deployment_attributes(resource.attributes)
+        self._deployment_of = (resource, found)
+        return found
 
     def shutdown(self) -> None:
         """Forget unfinished requests; published reports stay in the store."""

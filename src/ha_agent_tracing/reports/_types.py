@@ -62,5 +62,9 @@ class Report(TypedDict):
     """Whether the trace was sampled, i.e. exported to a collector too."""
     truncated: bool
     """Whether spans were left out because the request had more than the per-request cap."""
+    service_version: str | None
+    """The deployment's ``service.version`` (resource attribute), when known."""
+    variant: str | None
+    """The deployment's variant: ``HA_AGENT_TRACING_VARIANT``."""
     truncated_spans: NotRequired[int]
     """How many spans were left out, only when ``truncated``."""
