@@ -79,6 +79,7 @@ def running_agent(**overrides: Any) -> Iterator[Agent]:
     tracing = options.pop("tracing", {})
     id_generator = options.pop("id_generator", None)
     home = options.pop("home", None)
+    meter_provider = options.pop("meter_provider", None)
     settings = load_agent_settings({}, **options)
     tracing = {"exporters": "none", **tracing}
     # The provider a deployment would get (resource, sampler, limits from the
@@ -89,7 +90,7 @@ def running_agent(**overrides: Any) -> Iterator[Agent]:
     exporter = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     app = create_app(settings, home=home)
-    runtime = configure_tracing(app, tracer_provider=provider, **tracing)
+    runtime = configure_tracing(app, tracer_provider=provider, meter_provider=meter_provider, **tracing)
     try:
         with BackgroundServer(app) as server:
             yield Agent(server.url, exporter, runtime, app)

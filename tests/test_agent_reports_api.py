@@ -21,7 +21,7 @@ def test_the_endpoints_are_off_unless_enabled() -> None:
 def test_every_endpoint_requires_the_bearer_token(token: str | None, status: int) -> None:
     """Missing or wrong tokens are refused with 401 and WWW-Authenticate; the right one passes."""
     with running_agent() as agent:
-        for path in ("/reports", "/summary", "/export", "/stats", "/insights"):
+        for path in ("/reports", "/summary", "/export", "/stats", "/insights", "/alerts"):
             response = agent.api(path, token=token)
             assert response.status_code == status, path
             if status == 401:

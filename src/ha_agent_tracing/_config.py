@@ -27,11 +27,15 @@ from ha_agent_tracing._settings import (
     choice,
     choices_list,
     encode_http_headers,
+    file_path,
+    host,
     http_headers,
     key_values,
     logger,
     names,
+    non_negative_int,
     optional_limit,
+    port,
     positive_float,
     positive_int,
     ratio,
@@ -357,6 +361,152 @@ VARIANT = Setting(
     "`.`, `_`, `-`), carried by every report so `compare` can tell variants apart",
 )
 
+# ---------------------------------------------------------------- metrics
+
+_METRICS_EXPORTERS = ("otlp", "prometheus", "console", "none")
+
+METRICS_EXPORTER = Setting(
+    "metrics_exporter",
+    ("OTEL_METRICS_EXPORTER",),
+    choices_list(*_METRICS_EXPORTERS),
+    None,
+    "`otlp`, `prometheus`, `console`, `none` or a comma list; unset: `otlp` when an OTLP endpoint "
+    "is set, else no metrics",
+)
+OTLP_METRICS_ENDPOINT = Setting(
+    "otlp_metrics_endpoint",
+    ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",),
+    url,
+    None,
+    "full metrics URL, used as it is; unset: `OTEL_EXPORTER_OTLP_ENDPOINT` (+ `/v1/metrics` for HTTP)",
+)
+OTLP_METRICS_PROTOCOL = Setting(
+    "otlp_metrics_protocol",
+    ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"),
+    _protocol,
+    "http/protobuf",
+    "`grpc` or `http/protobuf`, for metrics",
+)
+OTLP_METRICS_HEADERS = Setting(
+    "otlp_metrics_headers",
+    ("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"),
+    http_headers,
+    dict[str, str](),
+    "headers sent with each metrics export, `name=value,...`, values percent-encoded",
+)
+OTLP_METRICS_TIMEOUT_MS = Setting(
+    "otlp_metrics_timeout_ms",
+    ("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"),
+    positive_float,
+    10_000.0,
+    "metrics export request timeout, ms",
+)
+OTLP_METRICS_COMPRESSION = Setting(
+    "otlp_metrics_compression",
+    ("OTEL_EXPORTER_OTLP_METRICS_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION"),
+    choice("gzip", "deflate", "none"),
+    "none",
+    "`gzip`, `deflate` (HTTP) or `none`, for metrics",
+)
+OTLP_METRICS_INSECURE = Setting(
+    "otlp_metrics_insecure",
+    ("OTEL_EXPORTER_OTLP_METRICS_INSECURE", "OTEL_EXPORTER_OTLP_INSECURE"),
+    boolean,
+    None,
+    "gRPC metrics without TLS; unset: from the endpoint's scheme",
+)
+METRIC_EXPORT_INTERVAL_MS = Setting(
+    "metric_export_interval_ms",
+    ("OTEL_METRIC_EXPORT_INTERVAL",),
+    positive_int,
+    60_000,
+    "time between two metric exports (`otlp`, `console`), ms",
+)
+METRIC_EXPORT_TIMEOUT_MS = Setting(
+    "metric_export_timeout_ms",
+    ("OTEL_METRIC_EXPORT_TIMEOUT",),
+    positive_int,
+    30_000,
+    "time allowed for one metric export, ms",
+)
+METRICS_EXEMPLAR_FILTER = Setting(
+    "metrics_exemplar_filter",
+    ("OTEL_METRICS_EXEMPLAR_FILTER",),
+    choice("trace_based", "always_on", "always_off"),
+    "trace_based",
+    "which measurements keep an exemplar (trace and span id): `trace_based` (sampled traces), "
+    "`always_on`, `always_off`",
+)
+PROMETHEUS_HOST = Setting(
+    "prometheus_host",
+    ("OTEL_EXPORTER_PROMETHEUS_HOST",),
+    host,
+    "127.0.0.1",
+    "address of the `prometheus` scrape endpoint: loopback unless you open it (`0.0.0.0` in a container)",
+)
+PROMETHEUS_PORT = Setting(
+    "prometheus_port",
+    ("OTEL_EXPORTER_PROMETHEUS_PORT",),
+    port,
+    9464,
+    "port of the `prometheus` scrape endpoint (`/metrics`); `0` picks a free one",
+)
+
+METRICS_SETTINGS: tuple[Setting[Any], ...] = (
+    METRICS_EXPORTER, OTLP_METRICS_ENDPOINT, OTLP_METRICS_PROTOCOL, OTLP_METRICS_HEADERS,
+    OTLP_METRICS_TIMEOUT_MS, OTLP_METRICS_COMPRESSION, OTLP_METRICS_INSECURE, METRIC_EXPORT_INTERVAL_MS,
+    METRIC_EXPORT_TIMEOUT_MS, METRICS_EXEMPLAR_FILTER, PROMETHEUS_HOST, PROMETHEUS_PORT,
+)  # fmt: skip
+
+# ---------------------------------------------------------------- alerting
+
+ALERTS = Setting(
+    "alerts",
+    ("HA_AGENT_TRACING_ALERTS",),
+    boolean,
+    True,
+    "`false` turns the embedded alert evaluator off",
+)
+ALERT_RULES = Setting(
+    "alert_rules",
+    ("HA_AGENT_TRACING_ALERT_RULES",),
+    file_path,
+    None,
+    "a TOML file of alert rules; unset: the built-in rules (see Alerting)",
+)
+ALERT_INTERVAL_S = Setting(
+    "alert_interval_s",
+    ("HA_AGENT_TRACING_ALERT_INTERVAL",),
+    positive_float,
+    15.0,
+    "seconds between two evaluations of the alert rules",
+)
+ALERT_WEBHOOK = Setting(
+    "alert_webhook",
+    ("HA_AGENT_TRACING_ALERT_WEBHOOK",),
+    url,
+    None,
+    "URL that receives each firing and resolving in Alertmanager's webhook format",
+)
+ALERT_WEBHOOK_QUEUE = Setting(
+    "alert_webhook_queue",
+    ("HA_AGENT_TRACING_ALERT_WEBHOOK_QUEUE",),
+    positive_int,
+    100,
+    "notifications waiting for the webhook at most; more are dropped and counted",
+)
+ALERT_WEBHOOK_RETRIES = Setting(
+    "alert_webhook_retries",
+    ("HA_AGENT_TRACING_ALERT_WEBHOOK_RETRIES",),
+    non_negative_int,
+    5,
+    "retries of a failed webhook delivery, with exponential backoff from 1 s",
+)
+
+ALERT_SETTINGS: tuple[Setting[Any], ...] = (
+    ALERTS, ALERT_RULES, ALERT_INTERVAL_S, ALERT_WEBHOOK, ALERT_WEBHOOK_QUEUE, ALERT_WEBHOOK_RETRIES,
+)  # fmt: skip
+
 SETTINGS: tuple[Setting[Any], ...] = (
     SERVICE_NAME, RESOURCE_ATTRIBUTES, TRACES_EXPORTER, OTLP_TRACES_ENDPOINT, OTLP_ENDPOINT, OTLP_PROTOCOL,
     OTLP_HEADERS, OTLP_TIMEOUT_MS, OTLP_COMPRESSION, OTLP_INSECURE, SAMPLER, SAMPLER_ARG,
@@ -366,6 +516,7 @@ SETTINGS: tuple[Setting[Any], ...] = (
     CAPTURE_MESSAGE_CONTENT, MAX_REPORTS, MAX_PENDING_TRACES, PENDING_TIMEOUT_S, LATE_SPAN_WINDOW_S,
     MAX_SPANS_PER_REQUEST, SHUTDOWN_TIMEOUT_S, REPORT_UNSAMPLED, HTTPX_EXCLUDED_URLS,
     DISABLED_INSTRUMENTATIONS, RESOURCE_DETECTORS, PROPAGATORS, VARIANT,
+    *METRICS_SETTINGS, *ALERT_SETTINGS,
 )  # fmt: skip
 
 # Read by OpenTelemetry itself, and fatal when bad, before load_config() could
@@ -404,7 +555,7 @@ def settle_otlp_headers(environ: MutableMapping[str, str] | None = None) -> None
     says nothing more.
     """
     environ = os.environ if environ is None else environ
-    for var in OTLP_HEADERS.env:
+    for var in dict.fromkeys((*OTLP_HEADERS.env, *OTLP_METRICS_HEADERS.env)):
         raw = environ.get(var)
         if raw is None:
             continue
@@ -462,6 +613,24 @@ class TracingConfig:
     variant: str | None
     export_explicit: bool
     """Whether export was asked for (an exporter named or an endpoint set)."""
+    metrics_exporters: tuple[str, ...]
+    otlp_metrics_endpoint: str | None
+    otlp_metrics_protocol: Protocol
+    otlp_metrics_headers: Mapping[str, str]
+    otlp_metrics_timeout_ms: float
+    otlp_metrics_compression: Compression
+    otlp_metrics_insecure: bool | None
+    metric_export_interval_ms: int
+    metric_export_timeout_ms: int
+    metrics_exemplar_filter: str
+    prometheus_host: str
+    prometheus_port: int
+    alerts: bool
+    alert_rules: str | None
+    alert_interval_s: float
+    alert_webhook: str | None
+    alert_webhook_queue: int
+    alert_webhook_retries: int
 
 
 _OVERRIDABLE = {s.name for s in SETTINGS} | {"exporters"}
@@ -478,8 +647,9 @@ def load_config(environ: Mapping[str, str] | None = None, **overrides: Any) -> T
         raise TypeError(f"unknown tracing setting(s): {', '.join(sorted(unknown))}")
     if "exporters" in overrides:
         overrides["traces_exporter"] = overrides.pop("exporters")
-    if isinstance(overrides.get("traces_exporter"), list | tuple):
-        overrides["traces_exporter"] = ",".join(overrides["traces_exporter"])
+    for key in ("traces_exporter", "metrics_exporter"):
+        if isinstance(overrides.get(key), list | tuple):
+            overrides[key] = ",".join(overrides[key]) or "none"
     reader = SettingsReader(os.environ if environ is None else environ, overrides)
     values: dict[str, Any] = {s.name: reader.get(s) for s in SETTINGS}
     # The specification's order: OTEL_SERVICE_NAME, then service.name in
@@ -502,6 +672,20 @@ def load_config(environ: Mapping[str, str] | None = None, **overrides: Any) -> T
         exporters = tuple(e for e in named if e != "none")
     values["exporters"] = exporters
     values["export_explicit"] = bool(named) or endpoint is not None
+
+    metrics_protocol: Protocol = values["otlp_metrics_protocol"]
+    metrics_endpoint = values["otlp_metrics_endpoint"]
+    if metrics_endpoint is None and base is not None:
+        metrics_endpoint = base if metrics_protocol == "grpc" else base.rstrip("/") + "/v1/metrics"
+    values["otlp_metrics_endpoint"] = metrics_endpoint
+    named_metrics: tuple[str, ...] | None = values.pop("metrics_exporter")
+    if named_metrics is None:
+        values["metrics_exporters"] = ("otlp",) if metrics_endpoint is not None else ()
+    else:
+        values["metrics_exporters"] = tuple(e for e in named_metrics if e != "none")
+    if values["otlp_metrics_compression"] == "deflate" and metrics_protocol == "grpc":
+        logger.warning("OTLP compression 'deflate' is not available over gRPC; using 'gzip' for metrics")
+        values["otlp_metrics_compression"] = "gzip"
 
     if values["otlp_compression"] == "deflate" and protocol == "grpc":
         logger.warning("OTLP compression 'deflate' is not available over gRPC; using 'gzip' instead")
@@ -531,6 +715,6 @@ def instrumentation_enabled(config: TracingConfig, name: str) -> bool:
     return name not in disabled and "*" not in disabled
 
 
-def default_otlp_endpoint(protocol: Protocol) -> str:
+def default_otlp_endpoint(protocol: Protocol, signal: Literal["traces", "metrics"] = "traces") -> str:
     """The spec's default endpoint for each protocol."""
-    return "http://localhost:4317" if protocol == "grpc" else "http://localhost:4318/v1/traces"
+    return "http://localhost:4317" if protocol == "grpc" else f"http://localhost:4318/v1/{signal}"

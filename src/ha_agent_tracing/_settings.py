@@ -35,11 +35,14 @@ __all__ = [
     "choice",
     "choices_list",
     "encode_http_headers",
+    "file_path",
+    "host",
     "http_headers",
     "key_values",
     "non_negative_float",
     "non_negative_int",
     "optional_limit",
+    "port",
     "positive_float",
     "positive_int",
     "ratio",
@@ -197,6 +200,34 @@ def non_negative_int(raw: str) -> int:
     if value < 0:
         raise InvalidValue("expected a whole number, 0 or more")
     return value
+
+
+def port(raw: str) -> int:
+    """A TCP port, 0 to 65535 (0: any free port)."""
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidValue("expected a port number from 0 to 65535") from None
+    if not 0 <= value <= 65535:
+        raise InvalidValue("expected a port number from 0 to 65535")
+    return value
+
+
+_HOST = re.compile(r"^[A-Za-z0-9._:\-]+$")
+
+
+def host(raw: str) -> str:
+    """A host name or an IPv4/IPv6 address to listen on."""
+    if not _HOST.match(raw):
+        raise InvalidValue("expected a host name or an IP address such as 127.0.0.1 or 0.0.0.0")
+    return raw
+
+
+def file_path(raw: str) -> str:
+    """A file system path (read later; a missing file is reported then)."""
+    if "\x00" in raw:
+        raise InvalidValue("a path cannot contain a NUL character")
+    return raw
 
 
 def optional_limit(raw: str) -> int | None:

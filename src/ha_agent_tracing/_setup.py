@@ -32,8 +32,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry import metrics as metrics_api
 from opentelemetry import trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanLimits
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
@@ -44,6 +47,8 @@ from ha_agent_tracing._config import TracingConfig, asked_settings, instrumentat
 from ha_agent_tracing._lifespan import flush_at_shutdown
 from ha_agent_tracing._tracker import PerformanceTracker
 from ha_agent_tracing._version import __version__
+from ha_agent_tracing.analysis._alerts import AlertEngine, WebhookNotifier
+from ha_agent_tracing.analysis._rules import default_rules, parse_rules_file
 from ha_agent_tracing.reports._processor import ReportProcessor
 from ha_agent_tracing.reports._store import ReportStore
 from ha_agent_tracing.telemetry._exporters import CountingBatchProcessor, build_exporters
@@ -51,6 +56,7 @@ from ha_agent_tracing.telemetry._genai import GenAISpanWatcher
 from ha_agent_tracing.telemetry._instrumentation import instrument_app, instrument_http_clients, uninstrument
 from ha_agent_tracing.telemetry._joined_provider import ignored_settings
 from ha_agent_tracing.telemetry._log_limits import RepeatedLines
+from ha_agent_tracing.telemetry._metrics import MetricsRuntime, SpanMetricsProcessor, build_metrics, meter_for
 from ha_agent_tracing.telemetry._resource import detect_resource
 from ha_agent_tracing.telemetry._sampling import RecordUnsampled, build_sampler
 from ha_agent_tracing.telemetry._sdk_compat import batch_queue_length
@@ -86,6 +92,15 @@ class TracingRuntime:
     instrumentors: list[BaseInstrumentor] = field(default_factory=list[BaseInstrumentor])
     overrides: dict[str, Any] = field(default_factory=dict[str, Any])
     log_limits: RepeatedLines = field(default_factory=RepeatedLines)
+    metrics: MetricsRuntime | None = None
+    span_metrics: SpanMetricsProcessor | None = None
+    alerts: AlertEngine | None = None
+    webhook: WebhookNotifier | None = None
+
+    @property
+    def meter_provider(self) -> MeterProvider | None:
+        """Where the metrics go, when metrics are on."""
+        return self.metrics.provider if self.metrics is not None else None
 
     @property
     def enabled(self) -> bool:
@@ -99,6 +114,15 @@ class TracingRuntime:
             "processor": self.processor.stats() if self.processor is not None else None,
             "exporters": [exporter.stats() for exporter in self.exporters],
             "suppressed_log_lines": self.log_limits.suppressed,
+            "metrics": {
+                "targets": self.metrics.targets if self.metrics is not None else [],
+                **(self.span_metrics.stats() if self.span_metrics is not None else {}),
+            },
+            "alerts": {
+                "rules": len(self.alerts.rules) if self.alerts is not None else 0,
+                "firing": sum(a.state == "firing" for a in self.alerts.alerts()) if self.alerts else 0,
+                "webhook": self.webhook.stats() if self.webhook is not None else None,
+            },
         }
 
 
@@ -197,6 +221,7 @@ def configure_tracing(
     app: Any = None,
     *,
     tracer_provider: SdkTracerProvider | None = None,
+    meter_provider: MeterProvider | None = None,
     **overrides: Any,
 ) -> TracingRuntime:
     """Set up tracing from ``OTEL_*`` variables; keyword ``overrides`` win over the environment.
@@ -205,6 +230,8 @@ def configure_tracing(
         app: a FastAPI app to instrument (it may also be passed on a later call).
         tracer_provider: use this SDK provider instead of the global one
             (tests inject their own); it is not made global.
+        meter_provider: record metrics there instead of building a meter
+            provider from ``OTEL_METRICS_EXPORTER``; it is not made global.
         **overrides: setting names of :class:`TracingConfig`, e.g.
             ``service_name="chat"``, ``exporters="none"``, ``max_reports=500``.
     """
@@ -212,7 +239,7 @@ def configure_tracing(
     with _lock:
         runtime = _runtime
         if runtime is None:
-            runtime = _runtime = _configure(tracer_provider, overrides)
+            runtime = _runtime = _configure(tracer_provider, meter_provider, overrides)
             _register_exit_hook()
         elif overrides != runtime.overrides or (
             tracer_provider is not None and tracer_provider is not runtime.provider
@@ -223,7 +250,7 @@ def configure_tracing(
             )
         if app is not None and runtime.enabled:
             if instrumentation_enabled(runtime.config, "fastapi") and instrument_app(
-                app, runtime.provider, runtime.config.fastapi_excluded_urls
+                app, runtime.provider, runtime.config.fastapi_excluded_urls, runtime.meter_provider
             ):
                 runtime.apps.append(app)
             flush_at_shutdown(app, flush_tracing)
@@ -238,7 +265,55 @@ def _register_exit_hook() -> None:
         _exit_hook_registered = True
 
 
-def _configure(tracer_provider: SdkTracerProvider | None, overrides: dict[str, Any]) -> TracingRuntime:
+def _metrics(
+    config: TracingConfig, provider: SdkTracerProvider, injected: bool, meter_provider: MeterProvider | None
+) -> MetricsRuntime | None:
+    """The meter provider: the one given, the global SDK one to join, or one built from the settings."""
+    if meter_provider is not None:
+        return MetricsRuntime(meter_provider, owns_provider=False, targets=["the given meter provider"])
+    current = metrics_api.get_meter_provider()
+    if not injected and isinstance(current, SdkMeterProvider):
+        logger.info("recording metrics on the meter provider that is already set up")
+        return MetricsRuntime(current, owns_provider=False, targets=["the existing meter provider"])
+    built = build_metrics(config, provider.resource)
+    if built is not None:
+        if not injected and not isinstance(current, SdkMeterProvider):
+            metrics_api.set_meter_provider(built.provider)
+        logger.info("exporting metrics to %s", ", ".join(built.targets))
+    return built
+
+
+def _alerts(config: TracingConfig) -> tuple[AlertEngine | None, WebhookNotifier | None]:
+    """The embedded alert evaluator and its webhook, from the settings (rule problems logged)."""
+    if not config.alerts:
+        return None, None
+    if config.alert_rules:
+        rules, problems = parse_rules_file(config.alert_rules)
+        for problem in problems:
+            logger.error("%s", problem)
+    else:
+        rules = default_rules()
+    if not rules:
+        logger.warning("no alert rules to evaluate; embedded alerting is idle")
+        return None, None
+    webhook = None
+    if config.alert_webhook:
+        webhook = WebhookNotifier(
+            config.alert_webhook,
+            max_queue=config.alert_webhook_queue,
+            retries=config.alert_webhook_retries,
+            labels={"service": config.service_name},
+        )
+    engine = AlertEngine(rules, notify=webhook, interval_s=config.alert_interval_s).start()
+    logger.info("evaluating %d alert rule(s) every %g s", len(rules), config.alert_interval_s)
+    return engine, webhook
+
+
+def _configure(
+    tracer_provider: SdkTracerProvider | None,
+    meter_provider: MeterProvider | None,
+    overrides: dict[str, Any],
+) -> TracingRuntime:
     config = load_config(**overrides)
     tracker = _sized_tracker(config)
     if config.sdk_disabled:
@@ -277,7 +352,22 @@ def _configure(tracer_provider: SdkTracerProvider | None, overrides: dict[str, A
             "spans are kept for in-process reports only; to send them to a collector set "
             "OTEL_EXPORTER_OTLP_ENDPOINT (e.g. http://localhost:4318) or OTEL_TRACES_EXPORTER=otlp"
         )
-    instrumentors = instrument_http_clients(provider, lambda name: instrumentation_enabled(config, name))
+    metrics = _metrics(config, provider, tracer_provider is not None, meter_provider)
+    alerts, webhook = _alerts(config)
+    span_metrics = None
+    if metrics is not None or alerts is not None:
+        span_metrics = SpanMetricsProcessor(
+            meter_for(metrics.provider) if metrics is not None else None,
+            [alerts.observe] if alerts is not None else [],
+            max_pending_traces=config.max_pending_traces,
+            exemplars=config.metrics_exemplar_filter != "always_off",
+        )
+        provider.add_span_processor(span_metrics)
+    instrumentors = instrument_http_clients(
+        provider,
+        lambda name: instrumentation_enabled(config, name),
+        metrics.provider if metrics is not None else None,
+    )
     return TracingRuntime(
         config,
         tracker,
@@ -288,6 +378,10 @@ def _configure(tracer_provider: SdkTracerProvider | None, overrides: dict[str, A
         instrumentors=instrumentors,
         overrides=dict(overrides),
         log_limits=RepeatedLines().install(),
+        metrics=metrics,
+        span_metrics=span_metrics,
+        alerts=alerts,
+        webhook=webhook,
     )
 
 
@@ -339,6 +433,8 @@ def shutdown_tracing(timeout_s: float | None = None) -> bool:
     uninstrument(runtime.apps, runtime.instrumentors)
     runtime.log_limits.remove()
     runtime.tracker.use_provider(None)
+    if runtime.alerts is not None:
+        runtime.alerts.stop()
     bound = timeout_s if timeout_s is not None else runtime.config.shutdown_timeout_s
     if runtime.provider is None:
         return True
@@ -350,8 +446,14 @@ def shutdown_tracing(timeout_s: float | None = None) -> bool:
             exporter.shutdown()
         if runtime.processor is not None:
             runtime.processor.shutdown()
+        if runtime.span_metrics is not None:
+            runtime.span_metrics.shutdown()
         if runtime.owns_provider:
             runtime.provider.shutdown()  # type: ignore[union-attr]
+        if runtime.metrics is not None:
+            runtime.metrics.shutdown(max(0.0, deadline - time.monotonic()))
+        if runtime.webhook is not None:
+            runtime.webhook.close(max(0.0, deadline - time.monotonic()))
 
     return _bounded(runtime, bound, stop, "shutdown")
 

@@ -110,4 +110,11 @@ def reports_router(settings: AgentSettings, tracker: PerformanceTracker) -> APIR
         runtime = get_runtime()
         return runtime.stats() if runtime is not None else {"enabled": False}
 
+    @router.get("/alerts")
+    async def alerts() -> dict[str, Any]:
+        """The embedded alerts: per rule that has fired, its latest state (firing first)."""
+        runtime = get_runtime()
+        engine = runtime.alerts if runtime is not None else None
+        return {"alerts": [alert.as_dict() for alert in engine.alerts()] if engine is not None else []}
+
     return router

@@ -1,16 +1,19 @@
-"""Reports to answers: percentiles, A/B comparisons with intervals and a verdict, bottleneck insights.
+"""Reports to answers: percentiles, A/B comparisons with intervals and a verdict, bottleneck insights, alerts.
 
 Everything here reads reports (dicts shaped as the report processor folds
-them) and never records anything. ::
+them) or the measurements derived from them, and never records anything. ::
 
     from ha_agent_tracing.analysis import compare_samples
 
     result = compare_samples(before_units, after_units, seed=0)
     print(result.verdict, result.median_ratio)
+
+The alert rules and their evaluator act on what is read: see ``_rules`` and ``_alerts``.
 """
 
 from __future__ import annotations
 
+from ha_agent_tracing.analysis._alerts import Alert, AlertEngine, WebhookNotifier, alertmanager_payload
 from ha_agent_tracing.analysis._compare import (
     TOTAL,
     Comparison,
@@ -22,6 +25,14 @@ from ha_agent_tracing.analysis._compare import (
 from ha_agent_tracing.analysis._insights import UNTRACKED, OperationInsights, analyze_reports, critical_path
 from ha_agent_tracing.analysis._percentiles import percentile, percentiles
 from ha_agent_tracing.analysis._render import render_comparison, render_insights
+from ha_agent_tracing.analysis._rules import (
+    AlertRule,
+    RuleError,
+    default_rules,
+    parse_expression,
+    parse_rules,
+    parse_rules_file,
+)
 from ha_agent_tracing.analysis._sources import (
     ReportSet,
     ReportSetError,
@@ -47,6 +58,9 @@ __all__ = [
     "DEFAULT_RESAMPLES",
     "TOTAL",
     "UNTRACKED",
+    "Alert",
+    "AlertEngine",
+    "AlertRule",
     "Comparison",
     "Interval",
     "MannWhitney",
@@ -55,16 +69,23 @@ __all__ = [
     "OperationInsights",
     "ReportSet",
     "ReportSetError",
+    "RuleError",
     "SampleComparison",
     "SourceSpec",
     "Verdict",
+    "WebhookNotifier",
+    "alertmanager_payload",
     "analyze_reports",
     "bootstrap_ratio",
     "compare_reports",
     "compare_samples",
     "critical_path",
+    "default_rules",
     "load_report_set",
     "mann_whitney_u",
+    "parse_expression",
+    "parse_rules",
+    "parse_rules_file",
     "parse_source",
     "parse_time",
     "percentile",

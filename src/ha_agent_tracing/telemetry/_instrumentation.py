@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
 from ha_agent_tracing.telemetry._sdk_compat import is_instrumented_app
@@ -81,8 +82,16 @@ def exclude_under_auto_instrumentation(extra_excluded: str = "") -> bool:
     return True
 
 
-def instrument_app(app: Any, provider: TracerProvider | None, extra_excluded: str = "") -> bool:
-    """Instrument a FastAPI app once; returns whether this call instrumented it."""
+def instrument_app(
+    app: Any,
+    provider: TracerProvider | None,
+    extra_excluded: str = "",
+    meter_provider: MeterProvider | None = None,
+) -> bool:
+    """Instrument a FastAPI app once; returns whether this call instrumented it.
+
+    With ``meter_provider`` the instrumentation's HTTP server metrics go there.
+    """
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
     if is_instrumented_app(app):
@@ -91,6 +100,7 @@ def instrument_app(app: Any, provider: TracerProvider | None, extra_excluded: st
     FastAPIInstrumentor.instrument_app(
         app,
         tracer_provider=provider,
+        meter_provider=meter_provider,
         excluded_urls=excluded,
         exclude_spans=["send", "receive"],
     )
@@ -109,17 +119,23 @@ def _client_instrumentors(wanted: Callable[[str], bool]) -> list[BaseInstrumento
 
 
 def instrument_http_clients(
-    provider: TracerProvider | None, wanted: Callable[[str], bool] = lambda name: True
+    provider: TracerProvider | None,
+    wanted: Callable[[str], bool] = lambda name: True,
+    meter_provider: MeterProvider | None = None,
 ) -> list[BaseInstrumentor]:
     """Instrument httpx and httpx2 where installed and ``wanted`` (by entry-point name).
 
-    Returns the instrumentors this call turned on.
+    Returns the instrumentors this call turned on. With ``meter_provider`` their
+    HTTP client metrics go there.
     """
     turned_on: list[BaseInstrumentor] = []
     for instrumentor in _client_instrumentors(wanted):
         if instrumentor.is_instrumented_by_opentelemetry:
             continue
-        instrumentor.instrument(tracer_provider=provider)
+        if meter_provider is None:
+            instrumentor.instrument(tracer_provider=provider)
+        else:
+            instrumentor.instrument(tracer_provider=provider, meter_provider=meter_provider)
         turned_on.append(instrumentor)
     return turned_on
 

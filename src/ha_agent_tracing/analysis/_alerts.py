@@ -1,0 +1,490 @@
+"""The embedded alert evaluator: rules over recent measurements, off the request path.
+
+Measurements arrive as observations from the span metrics processor (one
+list per finished request, appended to a bounded inbox: the request pays for
+a deque append). A background thread wakes every ``interval_s`` on an
+injectable clock, folds the inbox into per-minute histograms of the names the
+rules mention, and evaluates every rule:
+
+* a firing or a resolving is one WARNING ``[Performance] ALERT ...`` line on
+  the ``ha_agent_tracing`` logger, an entry of :meth:`AlertEngine.alerts`
+  (served at ``GET /api/v1/performance/alerts``), and, with a webhook, one
+  POST in Alertmanager's webhook format through :class:`WebhookNotifier`.
+
+Memory is bounded whatever the traffic: per name and minute, a histogram of
+log-spaced buckets 5 % wide (percentiles are read to within ±2.5 %), kept as
+long as the longest rule looks back (window + offset).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import queue
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+from ha_agent_tracing._internal import InternalErrors, RateLimitedWarning
+from ha_agent_tracing.analysis._rules import AlertRule
+
+__all__ = ["Alert", "AlertEngine", "Measurement", "WebhookNotifier", "alertmanager_payload"]
+
+logger = logging.getLogger("ha_agent_tracing")
+
+_SLOT_S = 60.0
+_GROWTH = 1.05
+_LOG_GROWTH = math.log(_GROWTH)
+_MIN_MS = 0.001
+
+
+class Measurement(Protocol):
+    """What the engine reads from an observation (``telemetry.Observation`` has these)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def duration_ms(self) -> float: ...
+    @property
+    def error(self) -> bool: ...
+    @property
+    def end_s(self) -> float: ...
+
+
+def _bucket(ms: float) -> int:
+    if ms <= _MIN_MS:
+        return 0
+    return 1 + int(math.log(ms / _MIN_MS) / _LOG_GROWTH)
+
+
+def _bucket_value(index: int) -> float:
+    if index == 0:
+        return _MIN_MS
+    # The geometric middle of the bucket [MIN * g^(i-1), MIN * g^i).
+    return _MIN_MS * _GROWTH ** (index - 0.5)
+
+
+class _Slot:
+    __slots__ = ("buckets", "count", "errors")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.errors = 0
+        self.buckets: dict[int, int] = {}
+
+
+@dataclass(frozen=True)
+class _Window:
+    count: int
+    errors: int
+    buckets: dict[int, int]
+
+    def quantile(self, q: float) -> float:
+        rank = q * (self.count - 1)
+        seen = 0
+        for index in sorted(self.buckets):
+            seen += self.buckets[index]
+            if seen > rank:
+                return _bucket_value(index)
+        return _bucket_value(max(self.buckets))
+
+
+class _Series:
+    """Per-minute histograms of one name's measurements."""
+
+    def __init__(self) -> None:
+        self.slots: dict[int, _Slot] = {}
+
+    def add(self, end_s: float, ms: float, error: bool) -> None:
+        key = int(end_s // _SLOT_S)
+        slot = self.slots.get(key)
+        if slot is None:
+            slot = self.slots[key] = _Slot()
+        slot.count += 1
+        slot.errors += error
+        index = _bucket(ms)
+        slot.buckets[index] = slot.buckets.get(index, 0) + 1
+
+    def window(self, start_s: float, end_s: float) -> _Window:
+        first, last = int(start_s // _SLOT_S), int(end_s // _SLOT_S)
+        count = errors = 0
+        buckets: dict[int, int] = {}
+        for key in range(first, last + 1):
+            slot = self.slots.get(key)
+            if slot is None:
+                continue
+            count += slot.count
+            errors += slot.errors
+            for index, n in slot.buckets.items():
+                buckets[index] = buckets.get(index, 0) + n
+        return _Window(count, errors, buckets)
+
+    def prune(self, before_s: float) -> None:
+        oldest = int(before_s // _SLOT_S)
+        for key in [k for k in self.slots if k < oldest]:
+            del self.slots[key]
+
+
+@dataclass
+class Alert:
+    """The state of one rule that has fired, as ``GET /api/v1/performance/alerts`` lists it."""
+
+    rule: str
+    state: Literal["firing", "resolved"]
+    since: float
+    value: float
+    threshold: float
+    summary: str
+    fired_at: float = 0.0
+    """When the rule last fired (equal to ``since`` while firing)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """The documented JSON shape."""
+        return {
+            "rule": self.rule,
+            "state": self.state,
+            "since": self.since,
+            "value": self.value,
+            "threshold": self.threshold,
+            "summary": self.summary,
+        }
+
+
+@dataclass
+class _RuleState:
+    pending_since: float | None = None
+    alert: Alert | None = None
+
+
+class AlertEngine:
+    """Evaluates ``rules`` over observed measurements.
+
+    Args:
+        rules: the rules to evaluate.
+        clock: epoch seconds now (tests pass a controlled clock).
+        notify: called with each transition (an :class:`Alert`) after it is logged.
+        interval_s: time between evaluations of the background thread.
+        max_inbox: measurements waiting for the next evaluation at most (oldest dropped).
+        labels: extra labels for notifications (e.g. ``service``).
+    """
+
+    def __init__(
+        self,
+        rules: Sequence[AlertRule],
+        *,
+        clock: Callable[[], float] = time.time,
+        notify: Callable[[Alert, AlertRule], None] | None = None,
+        interval_s: float = 15.0,
+        max_inbox: int = 100_000,
+    ) -> None:
+        self.rules = list(rules)
+        self.clock = clock
+        """Epoch seconds now; replaceable, so that a test can drive evaluations on its own clock."""
+        self._notify = notify
+        self._interval = interval_s
+        self._inbox: deque[Measurement] = deque(maxlen=max_inbox)
+        self._names = {rule.target for rule in self.rules}
+        self._retention = max((r.window_s + r.offset_s + _SLOT_S for r in self.rules), default=0.0)
+        self._series: dict[tuple[str, str], _Series] = {}
+        self._states = {rule.name: _RuleState() for rule in self.rules}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._errors = InternalErrors("alert evaluator")
+
+    # ------------------------------------------------------------ input
+
+    def observe(self, observations: Iterable[Measurement]) -> None:
+        """Take one request's measurements (cheap; called on the request's thread)."""
+        names = self._names
+        self._inbox.extend(o for o in observations if o.name in names)
+
+    def _drain(self) -> None:
+        inbox = self._inbox
+        while True:
+            try:
+                o = inbox.popleft()
+            except IndexError:
+                return
+            key = (o.kind, o.name)
+            series = self._series.get(key)
+            if series is None:
+                series = self._series[key] = _Series()
+            series.add(o.end_s, o.duration_ms, o.error)
+
+    def _window(self, name: str, start_s: float, end_s: float) -> _Window:
+        # An operation's whole requests when the name is an operation, else the metric's spans.
+        for kind in ("operation", "metric"):
+            series = self._series.get((kind, name))
+            if series is not None:
+                window = series.window(start_s, end_s)
+                if window.count:
+                    return window
+        return _Window(0, 0, {})
+
+    # ------------------------------------------------------------ evaluation
+
+    def _measure(self, rule: AlertRule, now: float) -> tuple[float, float] | None:
+        """(value, threshold) of the rule now, or ``None`` without enough data."""
+        current = self._window(rule.target, now - rule.window_s, now)
+        if current.count < rule.min_count:
+            return None
+        if rule.kind == "error_ratio":
+            return current.errors / current.count, rule.threshold
+        value = current.quantile(rule.quantile)
+        if rule.kind == "percentile":
+            return value, rule.threshold
+        baseline = self._window(rule.target, now - rule.offset_s - rule.window_s, now - rule.offset_s)
+        if baseline.count < rule.min_count:
+            return None
+        return value, rule.threshold * baseline.quantile(rule.quantile)
+
+    def evaluate(self) -> list[Alert]:
+        """Fold in new measurements and evaluate every rule once; returns the transitions."""
+        now = self.clock()
+        transitions: list[tuple[Alert, AlertRule]] = []
+        with self._lock:
+            self._drain()
+            for series in self._series.values():
+                series.prune(now - self._retention)
+            for rule in self.rules:
+                state = self._states[rule.name]
+                measured = self._measure(rule, now)
+                breached = measured is not None and (
+                    measured[0] >= measured[1] if rule.inclusive else measured[0] > measured[1]
+                )
+                firing = state.alert is not None and state.alert.state == "firing"
+                if breached and measured is not None:
+                    value, threshold = measured
+                    if firing and state.alert is not None:
+                        state.alert.value, state.alert.threshold = value, threshold
+                        continue
+                    if state.pending_since is None:
+                        state.pending_since = now
+                    if now - state.pending_since >= rule.for_s:
+                        state.alert = Alert(
+                            rule.name, "firing", now, value, threshold, _summary(rule, value, threshold), now
+                        )
+                        transitions.append((state.alert, rule))
+                    continue
+                state.pending_since = None
+                if firing and state.alert is not None:
+                    value = measured[0] if measured is not None else state.alert.value
+                    threshold = measured[1] if measured is not None else state.alert.threshold
+                    summary = _summary(rule, value, threshold)
+                    fired_at = state.alert.fired_at
+                    state.alert = Alert(rule.name, "resolved", now, value, threshold, summary, fired_at)
+                    transitions.append((state.alert, rule))
+        for alert, rule in transitions:
+            logger.warning(
+                "[Performance] ALERT %s %s: %s (value %s, threshold %s)",
+                alert.state,
+                alert.rule,
+                alert.summary,
+                _format(rule, alert.value),
+                _format(rule, alert.threshold),
+            )
+            if self._notify is not None:
+                try:
+                    self._notify(alert, rule)
+                except Exception as exc:  # noqa: BLE001 - a notifier never stops evaluation
+                    self._errors.record(exc)
+        return [alert for alert, _ in transitions]
+
+    def alerts(self) -> list[Alert]:
+        """The latest state of every rule that has fired, firing first, newest first."""
+        with self._lock:
+            found = [state.alert for state in self._states.values() if state.alert is not None]
+        return sorted(found, key=lambda a: (a.state != "firing", -a.since))
+
+    # ------------------------------------------------------------ thread
+
+    def start(self) -> AlertEngine:
+        """Evaluate every ``interval_s`` on a daemon thread until :meth:`stop`."""
+        if self._thread is None and self.rules:
+            self._thread = threading.Thread(target=self._run, name="ha-agent-tracing-alerts", daemon=True)
+            self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self.evaluate()
+            except Exception as exc:  # noqa: BLE001 - the evaluator keeps going
+                self._errors.record(exc)
+
+    def stop(self, timeout_s: float = 2.0) -> None:
+        """Stop the thread (the current evaluation finishes first)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+
+
+def _format(rule: AlertRule, value: float) -> str:
+    if rule.kind == "error_ratio":
+        return f"{value * 100:.1f} %"
+    return f"{value:.1f} ms"
+
+
+def _summary(rule: AlertRule, value: float, threshold: float) -> str:
+    measured = rule.describe()
+    head = f"{rule.summary}: " if rule.summary else ""
+    if rule.kind == "error_ratio":
+        return f"{head}{measured} (now {value * 100:.1f} %)"
+    if rule.kind == "regression":
+        return f"{head}{measured} (now {value:.1f} ms, baseline x factor {threshold:.1f} ms)"
+    return f"{head}{measured} (now {value:.1f} ms)"
+
+
+# ---------------------------------------------------------------- webhook
+
+
+def _rfc3339(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, UTC).isoformat().replace("+00:00", "Z")
+
+
+def alertmanager_payload(
+    alert: Alert, rule: AlertRule, labels: dict[str, str] | None = None, receiver: str = "ha-agent-tracing"
+) -> dict[str, Any]:
+    """One transition in Alertmanager's webhook format (version 4)."""
+    all_labels = {"alertname": alert.rule, "severity": rule.severity, **(labels or {})}
+    annotations = {
+        "summary": alert.summary,
+        "expr": rule.expr,
+        "value": f"{alert.value:g}",
+        "threshold": f"{alert.threshold:g}",
+    }
+    firing = alert.state == "firing"
+    fingerprint = hashlib.sha256(json.dumps(all_labels, sort_keys=True).encode()).hexdigest()[:16]
+    return {
+        "version": "4",
+        "groupKey": f'{{}}:{{alertname="{alert.rule}"}}',
+        "truncatedAlerts": 0,
+        "status": alert.state,
+        "receiver": receiver,
+        "groupLabels": {"alertname": alert.rule},
+        "commonLabels": all_labels,
+        "commonAnnotations": annotations,
+        "externalURL": "",
+        "alerts": [
+            {
+                "status": alert.state,
+                "labels": all_labels,
+                "annotations": annotations,
+                "startsAt": _rfc3339(alert.fired_at),
+                "endsAt": "0001-01-01T00:00:00Z" if firing else _rfc3339(alert.since),
+                "generatorURL": "",
+                "fingerprint": fingerprint,
+            }
+        ],
+    }
+
+
+class WebhookNotifier:
+    """POSTs notifications from a bounded queue on its own thread, with retries and backoff.
+
+    ``send`` never blocks: when the queue is full the notification is dropped,
+    counted and warned about (rate-limited). A failed POST is retried
+    ``retries`` times, waiting ``backoff_s``, then twice as long each time (at
+    most 60 s).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_queue: int = 100,
+        retries: int = 5,
+        backoff_s: float = 1.0,
+        timeout_s: float = 5.0,
+        labels: dict[str, str] | None = None,
+    ) -> None:
+        self.url = url
+        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=max_queue)
+        self._retries = retries
+        self._backoff = backoff_s
+        self._timeout = timeout_s
+        self._labels = dict(labels or {})
+        self._stop = threading.Event()
+        self._dropped_warning = RateLimitedWarning()
+        self.delivered = 0
+        self.failed = 0
+        self.dropped = 0
+        self._thread = threading.Thread(target=self._run, name="ha-agent-tracing-webhook", daemon=True)
+        self._thread.start()
+
+    def __call__(self, alert: Alert, rule: AlertRule) -> None:
+        """Queue one transition (the engine's ``notify``)."""
+        self.send(alertmanager_payload(alert, rule, self._labels))
+
+    def send(self, payload: dict[str, Any]) -> bool:
+        """Queue a payload; ``False`` (dropped and counted) when the queue is full."""
+        try:
+            self._queue.put_nowait(payload)
+        except queue.Full:
+            self.dropped += 1
+            self._dropped_warning.warn(
+                "alert webhook %s: queue full, a notification was dropped (%d so far)", self.url, self.dropped
+            )
+            return False
+        return True
+
+    def _post(self, payload: dict[str, Any]) -> None:
+        request = urllib.request.Request(
+            self.url,
+            data=json.dumps(payload).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=self._timeout) as response:
+            response.read()
+
+    def _run(self) -> None:
+        while True:
+            payload = self._queue.get()
+            if payload is None:
+                return
+            delay = self._backoff
+            for attempt in range(self._retries + 1):
+                try:
+                    self._post(payload)
+                except (OSError, urllib.error.URLError, ValueError) as exc:
+                    if attempt == self._retries or self._stop.is_set():
+                        self.failed += 1
+                        logger.warning(
+                            "alert webhook %s: giving up on a notification after %d attempts (%s)",
+                            self.url,
+                            attempt + 1,
+                            exc,
+                        )
+                        break
+                    if self._stop.wait(delay):
+                        self.failed += 1
+                        break
+                    delay = min(delay * 2, 60.0)
+                else:
+                    self.delivered += 1
+                    break
+
+    def stats(self) -> dict[str, int]:
+        """Delivered, failed (after retries) and dropped (queue full) notifications."""
+        return {"delivered": self.delivered, "failed": self.failed, "dropped": self.dropped}
+
+    def close(self, timeout_s: float = 2.0) -> None:
+        """Deliver what is queued within ``timeout_s``, then stop."""
+        with contextlib.suppress(queue.Full):
+            self._queue.put(None, timeout=timeout_s)
+        self._thread.join(timeout_s)
+        self._stop.set()
