@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -26,6 +22,7 @@ from ha_agent_tracing.telemetry._metrics import Observation
 
 from .agent_harness import running_agent
 from .conftest import make_tracing
+from .webhook_receiver import Receiver
 
 T0 = 1_800_000_000.0  # a fixed epoch second; every clock below is controlled
 
@@ -326,39 +323,6 @@ def test_slow_chat_requests_raise_an_alert_listed_by_the_api(
 
 
 # ---------------------------------------------------------------- webhook
-
-
-class Receiver:
-    """A webhook receiver on loopback that answers 500 to the first ``failures`` posts."""
-
-    def __init__(self, failures: int = 0) -> None:
-        self.failures = failures
-        self.attempts = 0
-        self.received: list[dict[str, Any]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.attempts += 1
-                if receiver.attempts <= receiver.failures:
-                    self.send_response(500)
-                else:
-                    receiver.received.append(json.loads(body))
-                    self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
