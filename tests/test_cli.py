@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -50,7 +51,11 @@ def test_demo_prints_the_metric_table_from_real_requests() -> None:
     for name in METRICS:
         assert f"\n{name} " in table, name
     assert "chat_request (total)" in table
-    assert "bottleneck (ha-agent-tracing analyze): openai_api_call, " in out
+    # Which step decides the latency depends on the machine's load (the embedded model
+    # usually, the home's context on a busy machine): the demo must name one of them.
+    bottleneck = re.search(r"bottleneck \(ha-agent-tracing analyze\): (\w+), \d+ % of a typical", out)
+    assert bottleneck is not None, out[-1500:]
+    assert bottleneck.group(1) in METRICS, out[-1500:]
     assert "1 failed" in out, "the demo shows a failing tool"
     assert "2 tool call(s)" in out, "the demo shows two tools in one turn"
 
