@@ -5,12 +5,16 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     HA_AGENT_HOST=0.0.0.0 \
-    HA_AGENT_PORT=8000
+    HA_AGENT_PORT=8000 \
+    HA_AGENT_TRACING_HISTORY_PATH=/data
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN pip install . && useradd --create-home --uid 10001 agent
+RUN pip install . && useradd --create-home --uid 10001 agent && mkdir /data && chown agent /data
+
+# The report history (SQLite): mount a volume here to keep it across containers.
+VOLUME ["/data"]
 
 USER agent
 EXPOSE 8000

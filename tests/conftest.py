@@ -46,6 +46,20 @@ def tracing() -> Iterator[Tracing]:
 
 
 @pytest.fixture(autouse=True)
+def _history_kept_apart(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No test writes the user's own history, nor sees another test's.
+
+    History is off unless a test turns it on, and its default location (what a
+    command run with a cleaned environment uses) is a new temporary directory
+    for each test.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HA_AGENT_TRACING_HISTORY_PATH", "off")
+        patch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
+        yield
+
+
+@pytest.fixture(autouse=True)
 def _reset_global_tracing() -> Iterator[None]:
     """Whatever a test configured globally is shut down after it."""
     yield

@@ -186,6 +186,20 @@ def compose_problems(compose: dict[str, Any], collector: dict[str, Any], dockerf
             f"the agent exports OTLP/{protocol} to port {match.group(2)}, the collector listens elsewhere"
         )
 
+    history = env.get("HA_AGENT_TRACING_HISTORY_PATH", "")
+    agent_mounts = {str(v).split(":")[1]: str(v).split(":")[0] for v in agent.get("volumes") or []}
+    named = set(compose.get("volumes") or {})
+    if not any(
+        (history == target or history.startswith(target.rstrip("/") + "/")) and source in named
+        for target, source in agent_mounts.items()
+    ):
+        problems.append(f"the agent's history ({history or 'unset'}) is not on a named volume")
+    if (
+        not re.search(r"HA_AGENT_TRACING_HISTORY_PATH=/data\b", dockerfile)
+        or 'VOLUME ["/data"]' not in dockerfile
+    ):
+        problems.append("the Dockerfile does not keep the history in its /data volume")
+
     agent_port = int(env.get("HA_AGENT_PORT", "8000"))
     exposed = {int(p) for p in re.findall(r"^EXPOSE (\d+)", dockerfile, re.M)}
     if agent_port not in exposed or agent_port not in _container_ports(agent):

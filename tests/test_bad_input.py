@@ -106,6 +106,8 @@ def test_the_service_starts_and_answers_with_garbage_in_every_variable(tmp_path:
                 env[var] = garbage
     env["OTEL_PYTHON_FASTAPI_EXCLUDED_URLS"] = "(((unbalanced"
     env["HA_AGENT_PORT"] = str(port)
+    # Any text is a file name: the garbage one, kept out of the working directory.
+    env["HA_AGENT_TRACING_HISTORY_PATH"] = str(tmp_path / garbage)
     log = tmp_path / "serve.log"
     with serve_command(env, log) as base:
         answer = httpx.post(f"{base}/api/v1/chat", json={"message": "Which lights are on?"}, timeout=30)

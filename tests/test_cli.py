@@ -85,6 +85,7 @@ def _serve_one_chat(tmp_path: Path, *flags: str) -> tuple[str, list[dict[str, An
             "HA_AGENT_MODEL_LATENCY_MS": "0",
             "HA_AGENT_TRACING_REPORTS_API": "on",
             "HA_AGENT_TRACING_API_TOKEN": TOKEN,
+            "XDG_STATE_HOME": str(tmp_path / "state"),  # a history of its own (the default location)
         }
     )
     log = tmp_path / f"serve{'-'.join(flags)}.log"

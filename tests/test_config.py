@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from pathlib import Path
 
 import pytest
 
@@ -162,7 +163,22 @@ BAD_VALUES = [
     ("HA_AGENT_TRACING_ALERT_WEBHOOK", "not a url", "alert_webhook", None),
     ("HA_AGENT_TRACING_ALERT_WEBHOOK_QUEUE", "0", "alert_webhook_queue", 100),
     ("HA_AGENT_TRACING_ALERT_WEBHOOK_RETRIES", "-1", "alert_webhook_retries", 5),
+    ("HA_AGENT_TRACING_HISTORY_RETENTION_DAYS", "forever", "history_retention_days", 30.0),
+    ("HA_AGENT_TRACING_HISTORY_MAX_MB", "0", "history_max_mb", 256),
+    (
+        "HA_AGENT_TRACING_HISTORY_PATH",
+        "state\x00.sqlite3",
+        "history_path",
+        Path.home() / ".local" / "state" / "ha-agent-tracing" / "history.sqlite3",
+    ),
 ]
+
+
+FREE_TEXT = {
+    "OTEL_SERVICE_NAME",  # any name is a valid name
+    "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS",  # unknown names are ignored
+    "XDG_STATE_HOME",  # a relative one is ignored, as the XDG specification says (test_history.py)
+}
 
 
 @pytest.mark.parametrize(("var", "bad", "field", "used"), BAD_VALUES)
@@ -180,7 +196,7 @@ def test_a_bad_value_warns_once_naming_variable_value_and_fallback(
 def test_every_setting_in_the_table_has_a_bad_value_case() -> None:
     """No variable the project reads escapes the bad-value test above."""
     covered = {var for var, *_ in BAD_VALUES}
-    free_text = {"OTEL_SERVICE_NAME", "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"}  # any name is a valid name
+    free_text = FREE_TEXT
     everything = {var for setting in SETTINGS for var in setting.env}
     assert everything - free_text - covered == {
         "OTEL_EXPORTER_OTLP_TRACES_INSECURE",  # same parser as OTEL_EXPORTER_OTLP_INSECURE
@@ -228,7 +244,7 @@ def test_garbage_everywhere_at_once_still_loads(caplog: pytest.LogCaptureFixture
     config = load_config(environ)
     assert config.max_reports == 100
     warned = {m.split("=", 1)[0] for m in warnings_of(caplog)}
-    free_text = {"OTEL_SERVICE_NAME", "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"}  # any name is a valid name
+    free_text = FREE_TEXT
     assert warned == {var for setting in SETTINGS for var in setting.env} - free_text
 
 

@@ -209,6 +209,13 @@ def _compose_edit(edit: Callable[[dict[str, Any]], None]) -> list[str]:
             lambda c: c["services"]["otel-collector"]["environment"].update({"COLLECTOR_DEBUG": "1"}),
             "passes COLLECTOR_DEBUG to the collector, whose config does not read it",
         ),
+        (lambda c: c["services"]["agent"].pop("volumes"), "history (/data) is not on a named volume"),
+        (
+            lambda c: c["services"]["agent"]["environment"].update(
+                {"HA_AGENT_TRACING_HISTORY_PATH": "/tmp/h"}
+            ),
+            "not on a named volume",
+        ),
     ],
 )
 def test_a_broken_compose_wiring_is_caught(edit: Callable[[dict[str, Any]], None], problem: str) -> None:

@@ -1,9 +1,10 @@
-"""Command line: ``ha-agent-tracing serve``, ``demo``, ``compare``, ``analyze``.
+"""Command line: ``ha-agent-tracing serve``, ``demo``, ``compare``, ``analyze``, ``history``.
 
 ``serve`` runs the reference agent service with tracing configured from the
 environment. ``demo`` starts the embedded model and the service on free
 loopback ports, sends a realistic mix of chat messages over HTTP, and prints
-where the time of a chat request goes, metric by metric.
+where the time of a chat request goes, metric by metric. ``history`` reads
+the report history file (no service needed): reports, summaries, one trace.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import secrets
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from ha_agent_tracing._cli_analysis import add_analyze, add_compare, bottleneck_line, run_analyze, run_compare
@@ -202,6 +204,113 @@ def demo(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _when(epoch: float) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def report_table(reports: Sequence[Mapping[str, Any]]) -> str:
+    """One line per report: start (UTC), operation, total ms, status, metrics, slowest metric, trace."""
+    if not reports:
+        return "(no reports)"
+    rows = [["start (UTC)", "operation", "total ms", "status", "metrics", "slowest metric", "trace_id"]]
+    for report in reports:
+        metrics = report.get("metrics") or []
+        slowest = max(metrics, key=lambda m: m["duration"], default=None)
+        rows.append(
+            [
+                _when(report["timestamp"]),
+                str(report["operation"]),
+                f"{report['total_duration']:.2f}",
+                str(report.get("status", "")),
+                str(len(metrics)),
+                f"{slowest['name']} {slowest['duration']:.2f} ms" if slowest else "",
+                str(report.get("trace_id", "")),
+            ]
+        )
+    return table(rows)
+
+
+def timeline_table(result: dict[str, Any]) -> str:
+    """One line per bucket: start (UTC), requests, errors, p50/p95/p99 of the total, tokens."""
+    if not result["buckets"]:
+        return "(no reports in the range)"
+    rows = [["bucket (UTC)", "requests", "errors", "p50 ms", "p95 ms", "p99 ms", "tokens in", "tokens out"]]
+    for bucket in result["buckets"]:
+        total = bucket["total"]
+        rows.append(
+            [
+                _when(bucket["start"]),
+                str(bucket["requests"]),
+                str(bucket["errors"]),
+                *(f"{total[k]:.2f}" for k in ("p50", "p95", "p99")),
+                str(bucket["input_tokens"]),
+                str(bucket["output_tokens"]),
+            ]
+        )
+    return table(rows)
+
+
+def history(args: argparse.Namespace) -> int:
+    """Read the report history file: reports, a summary, a timeline or one trace."""
+    import json
+
+    from ha_agent_tracing import load_config
+    from ha_agent_tracing._config import history_file
+    from ha_agent_tracing.analysis import parse_time
+    from ha_agent_tracing.analysis._timeline import check_range, parse_bucket, summarize_rows, timeline
+    from ha_agent_tracing.reports._history import HistoryReader, HistoryUnavailable
+
+    out = sys.stdout
+    path = history_file(args.path, None) if args.path else load_config().history_path
+    if path is None:
+        print("report history is off (HA_AGENT_TRACING_HISTORY_PATH=off); pass --path FILE", file=sys.stderr)
+        return 1
+    try:
+        since = parse_time(args.since) if args.since else None
+        until = parse_time(args.until) if args.until else None
+        bucket = parse_bucket(args.bucket) if args.bucket else None
+    except ValueError as exc:
+        print(f"ha-agent-tracing history: {exc}", file=sys.stderr)
+        return 2
+    reader = HistoryReader(path)
+    try:
+        if args.trace:
+            found = reader.get(args.trace)
+            if found is None:
+                print(f"no report for trace {args.trace} in {path}", file=sys.stderr)
+                return 1
+            print(json.dumps(found, indent=2), file=out)
+            return 0
+        if bucket is not None:
+            end = time.time() if until is None else until
+            start = end - 86400.0 if since is None else since
+            check_range(start, end, bucket)
+            result = timeline(*reader.rows(start, end, args.operation), start, end, bucket)
+            print(json.dumps(result, indent=2) if args.json else timeline_table(result), file=out)
+            return 0
+        if args.summary:
+            summary = summarize_rows(*reader.rows(since, until, args.operation))
+            if args.json:
+                print(json.dumps(summary, indent=2), file=out)
+            else:
+                print("\n\n".join(metric_table(summary, op) for op in summary) or "(no reports)", file=out)
+            return 0
+        reports = reader.query(since, until, args.operation, args.limit)
+        if args.json:
+            print(json.dumps({"count": len(reports), "reports": reports}, indent=2), file=out)
+        else:
+            print(report_table(reports), file=out)
+        return 0
+    except HistoryUnavailable as exc:
+        print(f"ha-agent-tracing history: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"ha-agent-tracing history: {exc}", file=sys.stderr)
+        return 2
+
+
 def serve(args: argparse.Namespace) -> int:
     """Run the agent service with uvicorn, tracing configured from the environment."""
     import uvicorn
@@ -237,6 +346,22 @@ def main(argv: list[str] | None = None) -> int:
     demo_cmd.add_argument("--verbose", action="store_true", help="log every [Performance] report")
     add_compare(commands)
     add_analyze(commands)
+    history_cmd = commands.add_parser(
+        "history", help="read the report history (works without the service running)"
+    )
+    history_cmd.add_argument(
+        "--path", help="history file (default: HA_AGENT_TRACING_HISTORY_PATH or its default)"
+    )
+    history_cmd.add_argument(
+        "--since", help="from this time on: ISO 8601 with a zone, epoch seconds, or 24h back"
+    )
+    history_cmd.add_argument("--until", help="before this time: ISO 8601 or epoch seconds")
+    history_cmd.add_argument("--operation", help="only this operation (e.g. chat_request)")
+    history_cmd.add_argument("--limit", type=int, default=50, help="newest N reports (default 50)")
+    history_cmd.add_argument("--summary", action="store_true", help="count and percentiles per metric")
+    history_cmd.add_argument("--bucket", help="per time bucket (30s, 5m, 1h, 1d): count, p50/p95/p99, errors")
+    history_cmd.add_argument("--trace", metavar="TRACE_ID", help="the full report of one trace")
+    history_cmd.add_argument("--json", action="store_true", help="JSON instead of a table")
     args = parser.parse_args(argv)
     if args.command == "compare":
         return run_compare(args)
@@ -248,6 +373,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger().setLevel(getattr(args, "log_level", "info").upper())
     for noisy in ("httpx", "httpx2"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if args.command == "history":
+        logging.getLogger("ha_agent_tracing").setLevel(logging.WARNING)
+        return history(args)
     if args.command == "demo":
         logging.getLogger("ha_agent_tracing").setLevel(logging.INFO if args.verbose else logging.WARNING)
         return demo(args)

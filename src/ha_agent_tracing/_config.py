@@ -16,6 +16,7 @@ import os
 import re
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any, Literal
 
 from ha_agent_tracing._attributes import VARIANT_ATTRIBUTE
@@ -507,6 +508,43 @@ ALERT_SETTINGS: tuple[Setting[Any], ...] = (
     ALERTS, ALERT_RULES, ALERT_INTERVAL_S, ALERT_WEBHOOK, ALERT_WEBHOOK_QUEUE, ALERT_WEBHOOK_RETRIES,
 )  # fmt: skip
 
+
+def _history_path(raw: str) -> str:
+    if "\x00" in raw:
+        raise InvalidValue("a path cannot contain a NUL character")
+    return "off" if raw.lower() == "off" else raw
+
+
+HISTORY_PATH = Setting(
+    "history_path",
+    ("HA_AGENT_TRACING_HISTORY_PATH",),
+    _history_path,
+    None,
+    "SQLite file that keeps every report (a directory: `history.sqlite3` in it); `off` turns history "
+    "off; unset: `ha-agent-tracing/history.sqlite3` under `XDG_STATE_HOME`",
+)
+STATE_HOME = Setting(
+    "state_home",
+    ("XDG_STATE_HOME",),
+    text,
+    None,
+    "per-user state directory (the history's default home); unset: `~/.local/state`",
+)
+HISTORY_RETENTION_DAYS = Setting(
+    "history_retention_days",
+    ("HA_AGENT_TRACING_HISTORY_RETENTION_DAYS",),
+    positive_float,
+    30.0,
+    "reports older than this many days are deleted from history",
+)
+HISTORY_MAX_MB = Setting(
+    "history_max_mb",
+    ("HA_AGENT_TRACING_HISTORY_MAX_MB",),
+    positive_int,
+    256,
+    "size cap of the history, MB; past it the oldest reports are deleted first",
+)
+
 SETTINGS: tuple[Setting[Any], ...] = (
     SERVICE_NAME, RESOURCE_ATTRIBUTES, TRACES_EXPORTER, OTLP_TRACES_ENDPOINT, OTLP_ENDPOINT, OTLP_PROTOCOL,
     OTLP_HEADERS, OTLP_TIMEOUT_MS, OTLP_COMPRESSION, OTLP_INSECURE, SAMPLER, SAMPLER_ARG,
@@ -517,6 +555,7 @@ SETTINGS: tuple[Setting[Any], ...] = (
     MAX_SPANS_PER_REQUEST, SHUTDOWN_TIMEOUT_S, REPORT_UNSAMPLED, HTTPX_EXCLUDED_URLS,
     DISABLED_INSTRUMENTATIONS, RESOURCE_DETECTORS, PROPAGATORS, VARIANT,
     *METRICS_SETTINGS, *ALERT_SETTINGS,
+    HISTORY_PATH, STATE_HOME, HISTORY_RETENTION_DAYS, HISTORY_MAX_MB,
 )  # fmt: skip
 
 # Read by OpenTelemetry itself, and fatal when bad, before load_config() could
@@ -611,6 +650,10 @@ class TracingConfig:
     shutdown_timeout_s: float
     report_unsampled: bool
     variant: str | None
+    history_path: Path | None
+    """The history's SQLite file; ``None`` when history is off."""
+    history_retention_days: float
+    history_max_mb: int
     export_explicit: bool
     """Whether export was asked for (an exporter named or an endpoint set)."""
     metrics_exporters: tuple[str, ...]
@@ -698,6 +741,7 @@ def load_config(environ: Mapping[str, str] | None = None, **overrides: Any) -> T
             values["bsp_max_queue_size"],
         )
         values["bsp_max_export_batch_size"] = values["bsp_max_queue_size"]
+    values["history_path"] = history_file(values["history_path"], values.pop("state_home"))
     names = {f.name for f in fields(TracingConfig)}
     return TracingConfig(**{k: v for k, v in values.items() if k in names})
 
@@ -707,6 +751,36 @@ def asked_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -
     environ = os.environ if environ is None else environ
     named = {"traces_exporter" if name == "exporters" else name for name in overrides}
     return named | {s.name for s in SETTINGS if any((environ.get(var) or "").strip() for var in s.env)}
+
+
+HISTORY_FILE_NAME = "history.sqlite3"
+
+
+def history_file(configured: str | Path | None, state_home: str | None) -> Path | None:
+    """Where history lives: ``configured`` (a file, or a directory for ``history.sqlite3``), else the default.
+
+    The default is ``$XDG_STATE_HOME/ha-agent-tracing/history.sqlite3``
+    (``~/.local/state/...`` when that is unset or not absolute, as the XDG
+    specification says). ``"off"`` gives ``None``.
+    """
+    if configured == "off":
+        return None
+    if configured is not None:
+        path = Path(configured).expanduser()
+        if path.is_dir() or str(configured).endswith(("/", "\\")):
+            path = path / HISTORY_FILE_NAME
+        return path
+    base = Path(state_home) if state_home and Path(state_home).is_absolute() else None
+    if base is None:
+        try:
+            base = Path.home() / ".local" / "state"
+        except RuntimeError:  # no home directory at all
+            logger.warning(
+                "no home directory and no XDG_STATE_HOME: report history is off; "
+                "set HA_AGENT_TRACING_HISTORY_PATH to keep it"
+            )
+            return None
+    return base / "ha-agent-tracing" / HISTORY_FILE_NAME
 
 
 def instrumentation_enabled(config: TracingConfig, name: str) -> bool:

@@ -49,6 +49,7 @@ from ha_agent_tracing._tracker import PerformanceTracker
 from ha_agent_tracing._version import __version__
 from ha_agent_tracing.analysis._alerts import AlertEngine, WebhookNotifier
 from ha_agent_tracing.analysis._rules import default_rules, parse_rules_file
+from ha_agent_tracing.reports._history import History
 from ha_agent_tracing.reports._processor import ReportProcessor
 from ha_agent_tracing.reports._store import ReportStore
 from ha_agent_tracing.telemetry._exporters import CountingBatchProcessor, build_exporters
@@ -102,6 +103,9 @@ class TracingRuntime:
         """Where the metrics go, when metrics are on."""
         return self.metrics.provider if self.metrics is not None else None
 
+    history: History | None = None
+    """The report history (SQLite), or ``None`` when it is off."""
+
     @property
     def enabled(self) -> bool:
         """Whether spans are recorded (``OTEL_SDK_DISABLED`` is not ``true``)."""
@@ -123,6 +127,7 @@ class TracingRuntime:
                 "firing": sum(a.state == "firing" for a in self.alerts.alerts()) if self.alerts else 0,
                 "webhook": self.webhook.stats() if self.webhook is not None else None,
             },
+            "history": self.history.stats() if self.history is not None else None,
         }
 
 
@@ -199,6 +204,20 @@ def _sized_tracker(config: TracingConfig) -> PerformanceTracker:
     if tracker.store.max_reports != config.max_reports:
         tracker.store = ReportStore(config.max_reports)
     return tracker
+
+
+def open_history(config: TracingConfig, tracker: PerformanceTracker) -> History | None:
+    """The report history the configuration asks for, fed every report the tracker's store receives."""
+    if config.history_path is None:
+        return None
+    history = History(
+        config.history_path,
+        retention_days=config.history_retention_days,
+        max_bytes=config.history_max_mb * 1024 * 1024,
+        settle_s=config.late_span_window_s,
+    )
+    tracker.store.add_listener(history.record)
+    return history
 
 
 def _attach(
@@ -382,6 +401,7 @@ def _configure(
         span_metrics=span_metrics,
         alerts=alerts,
         webhook=webhook,
+        history=open_history(config, tracker),
     )
 
 
@@ -395,7 +415,15 @@ def attach_to_existing(provider: SdkTracerProvider) -> TracingRuntime:
             tracker.use_provider(provider)
             processor = _attach(config, provider, tracker)
             limits = RepeatedLines().install()
-            _runtime = TracingRuntime(config, tracker, processor, provider, False, log_limits=limits)
+            _runtime = TracingRuntime(
+                config,
+                tracker,
+                processor,
+                provider,
+                False,
+                log_limits=limits,
+                history=open_history(config, tracker),
+            )
         return _runtime
 
 
@@ -407,11 +435,13 @@ def flush_tracing(timeout_s: float | None = None) -> bool:
     """
     with _lock:
         runtime = _runtime
-    if runtime is None or runtime.provider is None or not runtime.exporters:
+    if runtime is None or runtime.provider is None or not (runtime.exporters or runtime.history):
         return True
     bound = timeout_s if timeout_s is not None else runtime.config.shutdown_timeout_s
 
     def flush(deadline: float) -> None:
+        if runtime.history is not None:
+            runtime.history.flush(max(0.0, deadline - time.monotonic()))
         for exporter in runtime.exporters:
             exporter.force_flush(int(max(0.0, deadline - time.monotonic()) * 1000))
 
@@ -440,6 +470,9 @@ def shutdown_tracing(timeout_s: float | None = None) -> bool:
         return True
 
     def stop(deadline: float) -> None:
+        if runtime.history is not None:  # local and quick: before a slow collector can eat the bound
+            runtime.tracker.store.remove_listener(runtime.history.record)
+            runtime.history.close(max(0.0, deadline - time.monotonic()))
         for exporter in runtime.exporters:
             remaining_ms = max(0.0, deadline - time.monotonic()) * 1000
             exporter.force_flush(int(remaining_ms))

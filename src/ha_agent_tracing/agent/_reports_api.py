@@ -23,7 +23,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from ha_agent_tracing._setup import get_runtime
 from ha_agent_tracing._tracker import PerformanceTracker
 from ha_agent_tracing.agent._settings import AgentSettings
-from ha_agent_tracing.analysis import analyze_reports
+from ha_agent_tracing.analysis import ReportQueries, analyze_reports, parse_bucket, parse_time
 
 __all__ = ["reports_router"]
 
@@ -35,6 +35,15 @@ def _is_loopback(host: str | None) -> bool:
         return host is not None and ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _time(name: str, raw: str | None) -> float | None:
+    if raw is None or not raw.strip():
+        return None
+    try:
+        return parse_time(raw)
+    except ValueError as exc:
+        raise HTTPException(422, f"{name}: {exc}") from None
 
 
 def reports_router(settings: AgentSettings, tracker: PerformanceTracker) -> APIRouter:
@@ -60,29 +69,51 @@ def reports_router(settings: AgentSettings, tracker: PerformanceTracker) -> APIR
 
     router = APIRouter(prefix="/api/v1/performance", tags=["performance"], dependencies=[Depends(authorize)])
 
+    def queries() -> ReportQueries:
+        runtime = get_runtime()
+        return ReportQueries(tracker.store, runtime.history if runtime is not None else None)
+
     @router.get("/reports")
     def reports(
         operation: str | None = None,
         limit: Annotated[int | None, Query(ge=0, le=10_000)] = None,
+        since: str | None = None,
+        until: str | None = None,
     ) -> dict[str, Any]:
-        """Stored reports, oldest first; ``limit`` keeps the newest N."""
-        found = tracker.store.reports(operation=operation, limit=limit)
+        """Reports (memory and history) started in ``[since, until)``, oldest first; ``limit``: newest N."""
+        start, end = _time("since", since), _time("until", until)
+        found = queries().reports(start, end, operation, limit)
         return {"count": len(found), "reports": found}
 
     @router.get("/reports/{trace_id}")
     def report(trace_id: str) -> dict[str, Any]:
-        """The report of one trace (32 hex digits)."""
+        """The report of one trace (32 hex digits), from memory or history."""
         if not _TRACE_ID.match(trace_id):
             raise HTTPException(422, "trace_id must be 32 hexadecimal digits")
-        found = tracker.store.get(trace_id)
+        found = queries().get(trace_id)
         if found is None:
             raise HTTPException(404, f"no report for trace {trace_id.lower()} (it may have been pushed out)")
         return dict(found)
 
     @router.get("/summary")
-    def summary(operation: str | None = None) -> dict[str, Any]:
-        """Per operation: count, mean, p50, p95, p99 and max of the total and of each metric (ms)."""
-        return tracker.store.summary(operation)
+    def summary(
+        operation: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        bucket: str | None = None,
+    ) -> dict[str, Any]:
+        """Per operation: count, mean, p50, p95, p99, max of the total and each metric (ms).
+
+        With ``bucket`` (``5m``, ``1h``, ...): per time bucket and metric, count, p50, p95,
+        p99 and errors, over ``since`` (default: 24 hours before ``until``) to ``until`` (default: now).
+        """
+        start, end = _time("since", since), _time("until", until)
+        if bucket is None:
+            return queries().summary(start, end, operation)
+        try:
+            return queries().timeline(start, end, parse_bucket(bucket), operation)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
 
     @router.get("/export")
     def export() -> Response:

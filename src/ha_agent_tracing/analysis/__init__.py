@@ -53,6 +53,7 @@ from ha_agent_tracing.analysis._stats import (
     compare_samples,
     mann_whitney_u,
 )
+from ha_agent_tracing.analysis._timeline import ReportQueries, parse_bucket, summarize_rows, timeline
 
 __all__ = [
     "DEFAULT_RESAMPLES",
@@ -67,6 +68,7 @@ __all__ = [
     "MeasureComparison",
     "OperationComparison",
     "OperationInsights",
+    "ReportQueries",
     "ReportSet",
     "ReportSetError",
     "RuleError",
@@ -83,6 +85,7 @@ __all__ = [
     "default_rules",
     "load_report_set",
     "mann_whitney_u",
+    "parse_bucket",
     "parse_expression",
     "parse_rules",
     "parse_rules_file",
@@ -94,5 +97,7 @@ __all__ = [
     "render_insights",
     "select_reports",
     "slower_than",
+    "summarize_rows",
+    "timeline",
     "validate_reports",
 ]

@@ -4,13 +4,15 @@ Data flows one way through this package: the :class:`ReportProcessor` keeps a
 compact :class:`SpanRecord` of each finished span, grouped by request;
 :func:`fold` turns one request's records into the documented :class:`Report`;
 the :class:`ReportStore` keeps the newest reports for queries and tells its
-listeners about each one. Nothing here exports or reads configuration.
+listeners about each one; the :class:`History` keeps every report in SQLite
+for its retention. Nothing here exports or reads configuration.
 """
 
 from __future__ import annotations
 
 from ha_agent_tracing.reports._entries import ReportEntry
 from ha_agent_tracing.reports._fold import OPERATION_ATTRIBUTE, fold
+from ha_agent_tracing.reports._history import History, HistoryReader, HistoryUnavailable
 from ha_agent_tracing.reports._processor import TRACER_NAME, ReportProcessor, is_tracked_metric
 from ha_agent_tracing.reports._records import SpanRecord, SpanSource
 from ha_agent_tracing.reports._store import ReportListener, ReportStore, copy_report
@@ -20,6 +22,9 @@ from ha_agent_tracing.reports._types import Report, ReportMetric, ReportStatus
 __all__ = [
     "OPERATION_ATTRIBUTE",
     "TRACER_NAME",
+    "History",
+    "HistoryReader",
+    "HistoryUnavailable",
     "Report",
     "ReportEntry",
     "ReportListener",

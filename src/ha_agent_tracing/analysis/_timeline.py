@@ -1,0 +1,306 @@
+"""Queries over time: the in-memory store and the history, read as one.
+
+The store holds the newest reports (and the freshest version of each); the
+history holds everything within its retention, written a moment later. A
+query reads both and keeps one copy of each report::
+
+    queries = ReportQueries(store, history)          # history may be None (off)
+    queries.reports(since=time.time() - 3600, limit=50)
+    queries.timeline(since, until, bucket_s=parse_bucket("5m"))
+
+When the history cannot be read the answer comes from memory alone, and the
+log says so once.
+
+Percentiles are the project's one definition (:mod:`._percentiles`,
+``statistics.quantiles(method="inclusive")``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ha_agent_tracing._internal import RateLimitedWarning
+from ha_agent_tracing.analysis._percentiles import percentiles
+from ha_agent_tracing.reports._fold import Report
+from ha_agent_tracing.reports._history import (
+    History,
+    HistoryReader,
+    HistoryUnavailable,
+    MetricRow,
+    ReportRow,
+    rows_of,
+)
+
+if TYPE_CHECKING:  # the store imports the percentile definition from this package
+    from ha_agent_tracing.reports._store import ReportStore
+
+__all__ = [
+    "MAX_BUCKETS",
+    "ReportQueries",
+    "check_range",
+    "parse_bucket",
+    "summarize_rows",
+    "timeline",
+]
+
+logger = logging.getLogger("ha_agent_tracing")
+
+MAX_BUCKETS = 10_000
+"""Most buckets one timeline may have (7 days of 1-minute buckets fit)."""
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_BUCKET = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", re.I)
+
+
+def parse_bucket(raw: str) -> float:
+    """Seconds from a bucket width: ``30s``, ``5m``, ``1h``, ``1d`` or plain seconds."""
+    match = _BUCKET.match(raw)
+    if match is None:
+        raise ValueError(f"{raw!r} is not a bucket width: expected e.g. 30s, 5m, 1h, 1d or seconds")
+    seconds = float(match.group(1)) * _UNITS[(match.group(2) or "s").lower()]
+    if seconds < 1:
+        raise ValueError(f"bucket {raw!r} is shorter than one second")
+    return seconds
+
+
+def _p50_p95_p99(values: Sequence[float]) -> tuple[float, float, float]:
+    p50, p95, p99 = percentiles(values, (50, 95, 99))
+    return p50, p95, p99
+
+
+def _stats(values: list[float]) -> dict[str, float | int]:
+    p50, p95, p99 = _p50_p95_p99(values)
+    return {
+        "count": len(values),
+        "mean": sum(values) / len(values),
+        "p50": p50,
+        "p95": p95,
+        "p99": p99,
+        "max": max(values),
+    }
+
+
+def summarize_rows(reports: Iterable[ReportRow], metrics: Iterable[MetricRow]) -> dict[str, Any]:
+    """Per operation: count, and count, mean, p50, p95, p99, max (ms) of the total and of each metric."""
+    totals: dict[str, list[float]] = {}
+    for row in reports:
+        totals.setdefault(row.operation, []).append(row.total_duration)
+    by_name: dict[str, dict[str, list[float]]] = {}
+    for metric in metrics:
+        by_name.setdefault(metric.operation, {}).setdefault(metric.name, []).append(metric.duration)
+    return {
+        operation: {
+            "count": len(values),
+            "total_duration": _stats(values),
+            "metrics": {name: _stats(d) for name, d in by_name.get(operation, {}).items()},
+        }
+        for operation, values in totals.items()
+    }
+
+
+def check_range(since: float, until: float, bucket_s: float) -> None:
+    """Raise ``ValueError`` unless ``[since, until)`` splits into at most :data:`MAX_BUCKETS` buckets."""
+    if bucket_s <= 0:
+        raise ValueError("bucket_s must be greater than 0")
+    if until < since:
+        raise ValueError("until is before since")
+    count = math.floor(until / bucket_s) - math.floor(since / bucket_s) + 1
+    if count > MAX_BUCKETS:
+        raise ValueError(
+            f"{count} buckets of {bucket_s:g} s from since to until; at most {MAX_BUCKETS}: "
+            "choose a wider bucket or a shorter range"
+        )
+
+
+def _cell(durations: list[float], errors: int) -> dict[str, float | int]:
+    p50, p95, p99 = _p50_p95_p99(durations)
+    return {"count": len(durations), "p50": p50, "p95": p95, "p99": p99, "errors": errors}
+
+
+def timeline(
+    reports: Iterable[ReportRow],
+    metrics: Iterable[MetricRow],
+    since: float,
+    until: float,
+    bucket_s: float,
+) -> dict[str, Any]:
+    """Per time bucket and over the range: count, p50, p95, p99 and errors of the total and each metric.
+
+    Buckets start at multiples of ``bucket_s`` since the epoch (5-minute buckets
+    fall on the clock's 5 minutes); empty ones are left out. Tokens are summed
+    from the model turns' usage.
+    """
+    check_range(since, until, bucket_s)
+    totals: dict[int, list[float]] = {}
+    failed: dict[int, int] = {}
+    tokens: dict[int, list[int]] = {}
+    for row in reports:
+        index = math.floor(row.timestamp / bucket_s)
+        totals.setdefault(index, []).append(row.total_duration)
+        if row.status == "error":
+            failed[index] = failed.get(index, 0) + 1
+        held = tokens.setdefault(index, [0, 0])
+        held[0] += row.input_tokens or 0
+        held[1] += row.output_tokens or 0
+    cells: dict[tuple[int, str], list[float]] = {}
+    cell_errors: dict[tuple[int, str], int] = {}
+    for metric in metrics:
+        key = (math.floor(metric.timestamp / bucket_s), metric.name)
+        held_durations = cells.get(key)
+        if held_durations is None:
+            cells[key] = held_durations = []
+        held_durations.append(metric.duration)
+        if metric.failed:
+            cell_errors[key] = cell_errors.get(key, 0) + 1
+    per_bucket: dict[int, dict[str, Any]] = {}
+    overall_metrics: dict[str, list[float]] = {}
+    overall_errors: dict[str, int] = {}
+    for (index, name), durations in sorted(cells.items()):
+        errors = cell_errors.get((index, name), 0)
+        per_bucket.setdefault(index, {})[name] = _cell(durations, errors)
+        overall_metrics.setdefault(name, []).extend(durations)
+        overall_errors[name] = overall_errors.get(name, 0) + errors
+    buckets = [
+        {
+            "start": index * bucket_s,
+            "requests": len(values),
+            "errors": failed.get(index, 0),
+            "input_tokens": tokens[index][0],
+            "output_tokens": tokens[index][1],
+            "total": _cell(values, failed.get(index, 0)),
+            "metrics": per_bucket.get(index, {}),
+        }
+        for index, values in sorted(totals.items())
+    ]
+    every_total = [value for values in totals.values() for value in values]
+    overall: dict[str, Any] = {
+        "requests": len(every_total),
+        "errors": sum(failed.values()),
+        "input_tokens": sum(held[0] for held in tokens.values()),
+        "output_tokens": sum(held[1] for held in tokens.values()),
+        "total": _cell(every_total, sum(failed.values())) if every_total else None,
+        "metrics": {name: _cell(d, overall_errors[name]) for name, d in sorted(overall_metrics.items())},
+    }
+    return {
+        "since": since,
+        "until": until,
+        "bucket_seconds": bucket_s,
+        "buckets": buckets,
+        "overall": overall,
+    }
+
+
+_unreadable = RateLimitedWarning(interval_s=300.0)
+
+
+def _in_range(timestamp: float, since: float | None, until: float | None) -> bool:
+    return (since is None or timestamp >= since) and (until is None or timestamp < until)
+
+
+def _key(report: Report) -> tuple[str, str]:
+    return str(report.get("trace_id", "")).lower(), str(report.get("span_id", "")).lower()
+
+
+class ReportQueries:
+    """Reads over the in-memory ``store`` and, when on, the ``history``, as one collection."""
+
+    def __init__(self, store: ReportStore, history: History | HistoryReader | None = None) -> None:
+        self.store = store
+        self.history = history
+
+    def _memory(self, since: float | None, until: float | None, operation: str | None) -> list[Report]:
+        return [
+            report
+            for report in self.store.reports(operation=operation)
+            if _in_range(float(report.get("timestamp", 0.0)), since, until)
+        ]
+
+    def _history_failed(self, exc: HistoryUnavailable) -> None:
+        _unreadable.warn("report history cannot be read (%s); answering from memory only", exc)
+
+    def reports(
+        self,
+        since: float | None = None,
+        until: float | None = None,
+        operation: str | None = None,
+        limit: int | None = None,
+        *,
+        slowest: bool = False,
+    ) -> list[Report]:
+        """Reports in ``[since, until)``, one per request, oldest first; ``limit`` keeps the newest N.
+
+        With ``slowest``: slowest first, ``limit`` keeps the N slowest.
+        """
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must be 0 or more, not {limit!r}")
+        memory = self._memory(since, until, operation)
+        found: dict[tuple[str, str], Report] = {}
+        if self.history is not None:
+            try:
+                for report in self.history.query(since, until, operation, limit, slowest=slowest):
+                    found[_key(report)] = report
+            except HistoryUnavailable as exc:
+                self._history_failed(exc)
+        for report in memory:  # the store's version is the freshest (late spans folded in)
+            found[_key(report)] = report
+        if slowest:
+            merged = sorted(found.values(), key=lambda r: -float(r.get("total_duration", 0.0)))
+            return merged[:limit] if limit is not None else merged
+        merged = sorted(found.values(), key=lambda r: float(r.get("timestamp", 0.0)))
+        if limit is not None:
+            merged = merged[len(merged) - limit :] if limit else []
+        return merged
+
+    def get(self, trace_id: str) -> Report | None:
+        """The report of a trace, from memory or else from the history."""
+        report = self.store.get(trace_id)
+        if report is not None or self.history is None:
+            return report
+        try:
+            return self.history.get(trace_id)
+        except HistoryUnavailable as exc:
+            self._history_failed(exc)
+            return None
+
+    def rows(
+        self, since: float | None = None, until: float | None = None, operation: str | None = None
+    ) -> tuple[list[ReportRow], list[MetricRow]]:
+        """Report and metric rows in the range, each request once."""
+        memory = self._memory(since, until, operation)
+        if self.history is None:
+            return rows_of(memory)
+        try:
+            reports, metrics = self.history.rows(since, until, operation)
+        except HistoryUnavailable as exc:
+            self._history_failed(exc)
+            return rows_of(memory)
+        # Reports not written yet (the writer batches) come from memory.
+        written = {(row.trace_id, row.span_id) for row in reports}
+        fresh_reports, fresh_metrics = rows_of(r for r in memory if _key(r) not in written)
+        return reports + fresh_reports, metrics + fresh_metrics
+
+    def summary(
+        self, since: float | None = None, until: float | None = None, operation: str | None = None
+    ) -> dict[str, Any]:
+        """Per operation: count, mean, p50, p95, p99, max of the total and of each metric (ms)."""
+        return summarize_rows(*self.rows(since, until, operation))
+
+    def timeline(
+        self,
+        since: float | None,
+        until: float | None,
+        bucket_s: float,
+        operation: str | None = None,
+    ) -> dict[str, Any]:
+        """:func:`timeline` over the range; ``until`` defaults to now, ``since`` to 24 hours before it."""
+        until = time.time() if until is None else until
+        since = until - 86400.0 if since is None else since
+        check_range(since, until, bucket_s)
+        result = timeline(*self.rows(since, until, operation), since, until, bucket_s)
+        result["operation"] = operation
+        return result
