@@ -207,3 +207,69 @@ def compose_problems(compose: dict[str, Any], collector: dict[str, Any], dockerf
     if (agent.get("build") or {}).get("dockerfile", "Dockerfile") != "Dockerfile":
         problems.append("the agent is not built from ./Dockerfile")
     return problems
+
+
+_DURATION = re.compile(r"^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$")
+
+
+def jaeger_problems(compose: dict[str, Any], config: dict[str, Any]) -> list[str]:
+    """Jaeger v2 keeps traces on disk: its config, its volume and the stack's wiring agree."""
+    problems: list[str] = []
+    services: dict[str, Any] = compose.get("services") or {}
+    jaeger = services.get("jaeger") or {}
+    mounts = {str(v).split(":")[1]: str(v).split(":")[0] for v in jaeger.get("volumes") or []}
+    config_arg = next((a for a in jaeger.get("command") or [] if str(a).startswith("--config=")), None)
+    if config_arg is None or mounts.get(config_arg.removeprefix("--config=")) != "./jaeger-config.yaml":
+        problems.append("jaeger's --config is not ./jaeger-config.yaml mounted at that path")
+
+    extensions: dict[str, Any] = config.get("extensions") or {}
+    service = config.get("service") or {}
+    for name in service.get("extensions") or []:
+        if name not in extensions:
+            problems.append(f"extension {name!r} is enabled but not configured")
+    for needed in ("jaeger_storage", "jaeger_query", "healthcheckv2"):
+        if needed not in (service.get("extensions") or []):
+            problems.append(f"extension {needed!r} is not enabled")
+    pipeline = ((service.get("pipelines") or {}).get("traces")) or {}
+    for kind in ("receivers", "processors", "exporters"):
+        for name in pipeline.get(kind) or []:
+            if name not in (config.get(kind) or {}):
+                problems.append(f"the traces pipeline uses {kind[:-1]} {name!r}, which is not defined")
+
+    backends: dict[str, Any] = ((extensions.get("jaeger_storage") or {}).get("backends")) or {}
+    written = str(((config.get("exporters") or {}).get("jaeger_storage_exporter") or {}).get("trace_storage"))
+    queried = (((extensions.get("jaeger_query") or {}).get("storage")) or {}).get("traces")
+    if written not in backends or queried != written:
+        problems.append(
+            f"spans are written to {written!r} and queried from {queried!r}: not one defined backend"
+        )
+    badger = (backends.get(written) or {}).get("badger") if written in backends else None
+    if badger is None:
+        problems.append("the trace storage is not Badger")
+        return problems
+    if badger.get("ephemeral", True):
+        problems.append("Badger is ephemeral: traces would not survive a restart")
+    named = set(compose.get("volumes") or {})
+    for kind in ("keys", "values"):
+        directory = str((badger.get("directories") or {}).get(kind, ""))
+        if not any(
+            directory.startswith(target.rstrip("/") + "/") and source in named
+            for target, source in mounts.items()
+        ):
+            problems.append(f"Badger's {kind} directory {directory!r} is not on a named volume")
+    ttl = resolve_default(str((badger.get("ttl") or {}).get("spans", "")))
+    if not _DURATION.match(ttl):
+        problems.append(f"Badger's ttl.spans {ttl!r} is not a duration")
+
+    otlp_grpc = (((config.get("receivers") or {}).get("otlp") or {}).get("protocols") or {}).get("grpc") or {}
+    if not str(otlp_grpc.get("endpoint", "")).endswith(":4317"):
+        problems.append("jaeger does not receive OTLP/gRPC on 4317, where the collector sends")
+    health = str(((extensions.get("healthcheckv2") or {}).get("http") or {}).get("endpoint", ""))
+    if not health.endswith(":13133") or "13133/status" not in " ".join(
+        map(str, (jaeger.get("healthcheck") or {}).get("test") or [])
+    ):
+        problems.append("jaeger's health check and its healthcheckv2 endpoint do not agree")
+    ui = str((((extensions.get("jaeger_query") or {}).get("http")) or {}).get("endpoint", ""))
+    if not ui.endswith(":16686") or 16686 not in _container_ports(jaeger):
+        problems.append("the Jaeger UI is not served on the published 16686")
+    return problems

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .deploy_checks import ROOT, collector_problems, commented_block, compose_problems, load
+from .deploy_checks import ROOT, collector_problems, commented_block, compose_problems, jaeger_problems, load
 
 COLLECTOR_TEXT = (ROOT / "collector-config.yaml").read_text()
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
@@ -138,6 +138,75 @@ def test_a_broken_collector_edit_is_caught(edit: Callable[[dict[str, Any]], None
 def test_compose_collector_and_dockerfile_agree() -> None:
     """Ports, endpoints, mounts, pinned images and the agent's OTEL_* variables fit together."""
     assert compose_problems(load("docker-compose.yml"), load("collector-config.yaml"), DOCKERFILE) == []
+
+
+def test_jaeger_keeps_traces_on_a_volume() -> None:
+    """Jaeger v2 with Badger on a named volume: config mounted, storage written and queried, ports agree."""
+    assert jaeger_problems(load("docker-compose.yml"), load("jaeger-config.yaml")) == []
+
+
+def _jaeger_edit(edit: Callable[[dict[str, Any], dict[str, Any]], None]) -> list[str]:
+    compose = copy.deepcopy(load("docker-compose.yml"))
+    config = copy.deepcopy(load("jaeger-config.yaml"))
+    edit(compose, config)
+    return jaeger_problems(compose, config)
+
+
+def _badger(config: dict[str, Any]) -> dict[str, Any]:
+    return config["extensions"]["jaeger_storage"]["backends"]["traces_on_disk"]["badger"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (lambda compose, config: _badger(config).update({"ephemeral": True}), "would not survive a restart"),
+        (
+            lambda compose, config: compose["services"]["jaeger"].update(
+                {"volumes": ["./jaeger-config.yaml:/etc/jaeger/config.yaml:ro"]}
+            ),
+            "not on a named volume",
+        ),
+        (
+            lambda compose, config: _badger(config)["directories"].update({"values": "/tmp/values"}),
+            "values directory",
+        ),
+        (
+            lambda compose, config: config["exporters"]["jaeger_storage_exporter"].update(
+                {"trace_storage": "elsewhere"}
+            ),
+            "not one defined backend",
+        ),
+        (
+            lambda compose, config: config["extensions"]["jaeger_query"]["storage"].update(
+                {"traces": "memstore"}
+            ),
+            "not one defined backend",
+        ),
+        (
+            lambda compose, config: compose["services"]["jaeger"].update(
+                {"command": ["--config=/etc/other.yaml"]}
+            ),
+            "--config",
+        ),
+        (
+            lambda compose, config: config["service"]["extensions"].remove("jaeger_query"),
+            "'jaeger_query' is not enabled",
+        ),
+        (lambda compose, config: _badger(config)["ttl"].update({"spans": "a week"}), "not a duration"),
+        (
+            lambda compose, config: config["extensions"]["healthcheckv2"]["http"].update(
+                {"endpoint": "0.0.0.0:8080"}
+            ),
+            "health check",
+        ),
+    ],
+)
+def test_a_broken_jaeger_edit_is_caught(
+    edit: Callable[[dict[str, Any], dict[str, Any]], None], problem: str
+) -> None:
+    """Ephemeral storage, directories off the volume, a backend nobody writes or reads, each reported."""
+    problems = _jaeger_edit(edit)
+    assert any(problem in p for p in problems), problems
 
 
 def test_the_compose_stack_pins_the_documented_images() -> None:
