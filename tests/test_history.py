@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import sqlite3
 import subprocess
@@ -17,7 +18,7 @@ import pytest
 from ha_agent_tracing import load_config
 from ha_agent_tracing._config import history_file
 from ha_agent_tracing.reports._history import (
-    SCHEMA,
+    SCHEMA_STEPS,
     History,
     HistoryReader,
     HistoryUnavailable,
@@ -104,10 +105,9 @@ def test_a_newer_version_of_a_report_replaces_the_older_one(tmp_path: Path) -> N
         late["metrics"].append({"name": "background_save", "duration": 60.0, "metadata": {}, "status": "ok"})
         history.record(late)
         history.flush()
-        reports, metrics = history.rows()
+        (row,) = history.rows()
         assert [r["total_duration"] for r in history.query()] == [180.0]
-    assert len(reports) == 1
-    assert sorted(m.name for m in metrics) == sorted(m["name"] for m in late["metrics"])
+    assert row.metrics() == [(m["name"], m["duration"], m["status"] == "error") for m in late["metrics"]]
 
 
 def test_the_queried_columns(tmp_path: Path) -> None:
@@ -117,7 +117,7 @@ def test_the_queried_columns(tmp_path: Path) -> None:
         history.record(report(2, at=NOW + 60) | {"operation": "nightly_sync", "status": "error"})
         history.record(report(3, at=NOW + 120))
         history.flush()
-        (row,) = history.rows(since=NOW, until=NOW + 1)[0]
+        (row,) = history.rows(since=NOW, until=NOW + 1)
         assert (row.input_tokens, row.output_tokens, row.error_count) == (320, 50, 1)
         assert (row.service_version, row.variant) == ("1.2.0", "b")
         assert [r["trace_id"][-1] for r in history.query(since=NOW + 60)] == ["2", "3"]
@@ -142,7 +142,7 @@ def test_the_slowest_first(tmp_path: Path) -> None:
 
 
 def test_reports_of_the_browser_keep_their_source(tmp_path: Path) -> None:
-    """Browser metrics land in the same rows, marked by their source."""
+    """Browser metrics land in the same report and row as the server's, their source kept."""
     browsed = report(7)
     browsed["metrics"].insert(
         0, {"name": "page_render", "duration": 16.0, "metadata": {}, "status": "ok", "source": "browser"}
@@ -150,8 +150,10 @@ def test_reports_of_the_browser_keep_their_source(tmp_path: Path) -> None:
     with opened(tmp_path / "h.sqlite3") as history:
         history.record(browsed)
         history.flush()
-        _, metrics = history.rows()
-    assert [(m.name, m.source) for m in metrics if m.source == "browser"] == [("page_render", "browser")]
+        (row,) = history.rows()
+        kept = history.get(f"{7:032x}")
+    assert row.metrics()[0] == ("page_render", 16.0, False)
+    assert kept is not None and kept["metrics"][0]["source"] == "browser"
 
 
 def test_retention_deletes_what_is_older_and_keeps_the_rest(tmp_path: Path) -> None:
@@ -165,10 +167,10 @@ def test_retention_deletes_what_is_older_and_keeps_the_rest(tmp_path: Path) -> N
     with opened(path, retention_days=2, clock=lambda: NOW) as history:
         history.flush()
         kept = history.query()
-        _, metrics = history.rows()
+        rows = history.rows()
         deleted = history.stats()["deleted"]
     assert [r["trace_id"][-1] for r in kept] == ["2", "3"]
-    assert len(metrics) == 2 * 5
+    assert [len(row.metrics()) for row in rows] == [5, 5]
     assert deleted == 2
 
 
@@ -192,21 +194,58 @@ def test_the_size_cap_deletes_the_oldest_first(tmp_path: Path) -> None:
     assert [r["timestamp"] for r in kept] == [NOW + n for n in range(2000 - len(kept), 2000)]
 
 
-def test_the_schema_migrates_forward_and_keeps_the_rows(tmp_path: Path) -> None:
-    """A file at version 1 is brought to version 2 by the next migration; its reports are kept."""
+def test_a_version_1_file_migrates_forward_and_keeps_every_metric(tmp_path: Path) -> None:
+    """Version 1 kept metrics in a table of their own; opening it packs them into their reports' rows."""
+    path = tmp_path / "h.sqlite3"
+    conn = sqlite3.connect(path, isolation_level=None)
+    assert migrate(conn, SCHEMA_STEPS[:1]) == 1
+    for n, total in ((1, 100.0), (2, 250.0)):
+        conn.execute(
+            "INSERT INTO reports (trace_id, span_id, operation, timestamp, total_duration, status, error_count,"
+            " report) VALUES (?, ?, 'chat_request', ?, ?, 'ok', 1, ?)",
+            (f"{n:032x}", f"{n:016x}", NOW + n, total, json.dumps(report(n, at=NOW + n, total=total))),
+        )
+        report_id = conn.execute("SELECT max(id) FROM reports").fetchone()[0]
+        conn.executemany(
+            "INSERT INTO metrics (report_id, timestamp, operation, name, duration, failed) VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (report_id, NOW + n, "chat_request", name, n * d, failed)
+                for name, d, failed in (("a", 1.5, 0), ("b", 2.0, 1))
+            ],
+        )
+    conn.close()
+    with opened(path) as history:
+        history.flush()
+        rows = sorted(history.rows(), key=lambda row: row.timestamp)
+        found = history.query()
+    conn = sqlite3.connect(path)
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    conn.close()
+    assert version == len(SCHEMA_STEPS) == 2
+    assert tables == {"reports"}
+    assert [row.metrics() for row in rows] == [
+        [("a", 1.5, False), ("b", 2.0, True)],
+        [("a", 3.0, False), ("b", 4.0, True)],
+    ]
+    assert [r["total_duration"] for r in found] == [100.0, 250.0]
+
+
+def test_a_later_migration_applies_once(tmp_path: Path) -> None:
+    """A step appended to the schema runs on the next open, once, and keeps the rows."""
     path = tmp_path / "h.sqlite3"
     with opened(path) as history:
         history.record(report(1))
         history.flush()
     conn = sqlite3.connect(path, isolation_level=None)
     later = (
-        *SCHEMA,
+        *SCHEMA_STEPS,
         "ALTER TABLE reports ADD COLUMN region TEXT; CREATE INDEX reports_by_region ON reports (region)",
     )
-    assert migrate(conn, later) == len(SCHEMA) + 1
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(SCHEMA) + 1
+    assert migrate(conn, later) == len(SCHEMA_STEPS) + 1
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(SCHEMA_STEPS) + 1
     assert conn.execute("SELECT trace_id, region FROM reports").fetchall() == [(f"{1:032x}", None)]
-    assert migrate(conn, later) == len(SCHEMA) + 1, "migrating again changes nothing"
+    assert migrate(conn, later) == len(SCHEMA_STEPS) + 1, "migrating again changes nothing"
     conn.close()
 
 
@@ -214,7 +253,7 @@ def test_a_file_from_a_newer_version_is_left_alone(tmp_path: Path, caplog: pytes
     """A schema this version does not know: one warning, nothing written, requests unaffected."""
     path = tmp_path / "h.sqlite3"
     conn = sqlite3.connect(path)
-    conn.execute(f"PRAGMA user_version = {len(SCHEMA) + 5}")
+    conn.execute(f"PRAGMA user_version = {len(SCHEMA_STEPS) + 5}")
     conn.close()
     with opened(path) as history:
         history.record(report(1))
@@ -365,8 +404,8 @@ def test_queries_read_while_the_writer_writes(tmp_path: Path) -> None:
 
         def read() -> None:
             while not stop.is_set():
-                reports, metrics = history.rows()
-                seen.append((len(reports), len(metrics)))
+                rows = history.rows()
+                seen.append((len(rows), sum(len(row.metrics()) for row in rows)))
 
         reader = threading.Thread(target=read)
         reader.start()
@@ -423,8 +462,8 @@ def test_late_spans_after_the_write_are_folded_in_once_they_settle(tmp_path: Pat
             time.sleep(0.05)
         written = history.stats()["written"]
         assert history.get(f"{1:032x}") == late
-        _, metrics = history.rows()
-    assert len(metrics) == 6 + 5
+        rows = history.rows()
+    assert sorted(len(row.metrics()) for row in rows) == [5, 6]
     assert (entry.folds, unchanged.folds) == (2, 2)
     assert written == 3, "the unchanged report was not written twice"
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from ha_agent_tracing import ReportStore
 from ha_agent_tracing.analysis import ReportQueries, parse_bucket, summarize_rows, timeline
-from ha_agent_tracing.reports._history import MetricRow, ReportRow, rows_of
+from ha_agent_tracing.reports._history import ReportRow, pack_durations, rows_of
 
 from .test_history import report
 
@@ -29,17 +31,25 @@ def test_a_bad_bucket_is_a_clear_error(raw: str) -> None:
 
 def rows(
     totals: list[tuple[float, float, str]], metrics: list[tuple[float, str, float, bool]]
-) -> tuple[list[ReportRow], list[MetricRow]]:
-    reports = [
-        ReportRow(f"{n:032x}", f"{n:016x}", "chat_request", t, total, status, 0, 10, 2, None, None)
-        for n, (t, total, status) in enumerate(totals)
-    ]
-    return reports, [MetricRow(t, "chat_request", name, d, failed, None) for t, name, d, failed in metrics]
+) -> list[ReportRow]:
+    """Rows of reports (start, total, status); each metric (start, name, ms, failed) joins the report started then."""
+    found = []
+    for n, (t, total, status) in enumerate(totals):
+        mine = [(name, d, failed) for at, name, d, failed in metrics if at == t]
+        found.append(
+            ReportRow(
+                f"{n:032x}", f"{n:016x}", "chat_request", t, total, status, 0, 10, 2, None, None,
+                json.dumps([name for name, _, _ in mine]),
+                pack_durations([d for _, d, _ in mine]),
+                bytes(failed for _, _, failed in mine),
+            )
+        )  # fmt: skip
+    return found
 
 
 def test_the_timeline_per_bucket_by_hand() -> None:
     """Two 5-minute buckets; percentiles by linear interpolation between ranks, errors counted per cell."""
-    reports, metrics = rows(
+    found = rows(
         [
             (0.0, 10.0, "ok"),
             (100.0, 20.0, "error"),
@@ -54,7 +64,7 @@ def test_the_timeline_per_bucket_by_hand() -> None:
             (300.0, "model", 4.0, True),
         ],
     )
-    result = timeline(reports, metrics, since=0.0, until=600.0, bucket_s=300.0)
+    result = timeline(found, since=0.0, until=600.0, bucket_s=300.0)
     first, second = result["buckets"]
     assert (first["start"], first["requests"], first["errors"]) == (0.0, 3, 1)
     # [10, 20, 30]: p50 = 20, p95 = 20 + 0.95 * 2 * 10 - 10 = 29, p99 = 29.8
@@ -78,13 +88,13 @@ def test_the_timeline_per_bucket_by_hand() -> None:
 
 def test_empty_buckets_are_left_out_and_too_many_refused() -> None:
     """Only buckets with requests appear; a range of more than 10 000 buckets is a ValueError."""
-    reports, metrics = rows([(0.0, 1.0, "ok"), (3600.0, 2.0, "ok")], [])
-    result = timeline(reports, metrics, 0.0, 7200.0, 60.0)
+    found = rows([(0.0, 1.0, "ok"), (3600.0, 2.0, "ok")], [])
+    result = timeline(found, 0.0, 7200.0, 60.0)
     assert [b["start"] for b in result["buckets"]] == [0.0, 3600.0]
     with pytest.raises(ValueError, match="buckets"):
-        timeline(reports, metrics, 0.0, 7 * 86400.0, 30.0)
+        timeline(found, 0.0, 7 * 86400.0, 30.0)
     with pytest.raises(ValueError, match="before"):
-        timeline(reports, metrics, 10.0, 0.0, 60.0)
+        timeline(found, 10.0, 0.0, 60.0)
 
 
 def test_summary_rows_have_the_store_summary_shape() -> None:
@@ -93,7 +103,7 @@ def test_summary_rows_have_the_store_summary_shape() -> None:
     store = ReportStore()
     for r in reports:
         store.put(r)
-    assert rounded(summarize_rows(*rows_of(reports))) == rounded(store.summary())
+    assert rounded(summarize_rows(rows_of(reports))) == rounded(store.summary())
 
 
 def rounded(value: object) -> object:
@@ -115,5 +125,5 @@ def test_memory_and_history_merge_without_duplicates(tmp_path: object) -> None:
     store.put(report(9, at=99.0, total=500.0))
     assert [r["total_duration"] for r in queries.reports(slowest=True, limit=2)] == [500.0, 100.0]
     assert queries.get(f"{3:032x}") is not None
-    reports, metrics = queries.rows(since=103.0)
-    assert len(reports) == 2 and len(metrics) == 10
+    found = queries.rows(since=103.0)
+    assert [len(row.metrics()) for row in found] == [5, 5]

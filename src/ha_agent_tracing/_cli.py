@@ -287,11 +287,11 @@ def history(args: argparse.Namespace) -> int:
             end = time.time() if until is None else until
             start = end - 86400.0 if since is None else since
             check_range(start, end, bucket)
-            result = timeline(*reader.rows(start, end, args.operation), start, end, bucket)
+            result = timeline(reader.rows(start, end, args.operation), start, end, bucket)
             print(json.dumps(result, indent=2) if args.json else timeline_table(result), file=out)
             return 0
         if args.summary:
-            summary = summarize_rows(*reader.rows(since, until, args.operation))
+            summary = summarize_rows(reader.rows(since, until, args.operation))
             if args.json:
                 print(json.dumps(summary, indent=2), file=out)
             else:

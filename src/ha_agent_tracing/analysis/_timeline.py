@@ -17,12 +17,13 @@ Percentiles are the project's one definition (:mod:`._percentiles`,
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
 import time
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ha_agent_tracing._internal import RateLimitedWarning
 from ha_agent_tracing.analysis._percentiles import percentiles
@@ -31,9 +32,9 @@ from ha_agent_tracing.reports._history import (
     History,
     HistoryReader,
     HistoryUnavailable,
-    MetricRow,
     ReportRow,
     rows_of,
+    unpack_durations,
 )
 
 if TYPE_CHECKING:  # the store imports the percentile definition from this package
@@ -85,21 +86,62 @@ def _stats(values: list[float]) -> dict[str, float | int]:
     }
 
 
-def summarize_rows(reports: Iterable[ReportRow], metrics: Iterable[MetricRow]) -> dict[str, Any]:
+K = TypeVar("K")
+
+
+def _metric_values(
+    rows: Iterable[ReportRow], key: Callable[[ReportRow], K]
+) -> tuple[dict[tuple[K, str], list[float]], dict[tuple[K, str], int]]:
+    """Durations and failure counts per ``(key(row), metric name)``.
+
+    Rows with the same metric names in the same order (most requests of one
+    operation) are unpacked together, and each position is one strided slice:
+    the work per metric happens in C, not in a Python loop.
+    """
+    groups: dict[tuple[K, str], tuple[list[bytes], list[bytes]]] = {}
+    widths: dict[str, int] = {}
+    for row in rows:
+        signature = row.metric_names
+        width = widths.get(signature)
+        if width is None:
+            widths[signature] = width = len(json.loads(signature))
+        if len(row.metric_durations) != 8 * width or len(row.metric_failures) != width:
+            continue  # a damaged row counts for its total only
+        held = groups.get((key(row), signature))
+        if held is None:
+            groups[(key(row), signature)] = held = ([], [])
+        held[0].append(row.metric_durations)
+        held[1].append(row.metric_failures)
+    values: dict[tuple[K, str], list[float]] = {}
+    errors: dict[tuple[K, str], int] = {}
+    for (group, signature), (durations, failures) in groups.items():
+        names = json.loads(signature)
+        width = len(names)
+        packed = unpack_durations(b"".join(durations))
+        failed = b"".join(failures)
+        for position, name in enumerate(names):
+            cell = (group, name)
+            values.setdefault(cell, []).extend(packed[position::width])
+            errors[cell] = errors.get(cell, 0) + failed[position::width].count(1)
+    return values, errors
+
+
+def summarize_rows(rows: Sequence[ReportRow]) -> dict[str, Any]:
     """Per operation: count, and count, mean, p50, p95, p99, max (ms) of the total and of each metric."""
     totals: dict[str, list[float]] = {}
-    for row in reports:
+    for row in rows:
         totals.setdefault(row.operation, []).append(row.total_duration)
-    by_name: dict[str, dict[str, list[float]]] = {}
-    for metric in metrics:
-        by_name.setdefault(metric.operation, {}).setdefault(metric.name, []).append(metric.duration)
+    values, _ = _metric_values(rows, lambda row: row.operation)
+    by_operation: dict[str, dict[str, list[float]]] = {}
+    for (operation, name), durations in values.items():
+        by_operation.setdefault(operation, {})[name] = durations
     return {
         operation: {
-            "count": len(values),
-            "total_duration": _stats(values),
-            "metrics": {name: _stats(d) for name, d in by_name.get(operation, {}).items()},
+            "count": len(durations),
+            "total_duration": _stats(durations),
+            "metrics": {name: _stats(d) for name, d in by_operation.get(operation, {}).items()},
         }
-        for operation, values in totals.items()
+        for operation, durations in totals.items()
     }
 
 
@@ -122,13 +164,7 @@ def _cell(durations: list[float], errors: int) -> dict[str, float | int]:
     return {"count": len(durations), "p50": p50, "p95": p95, "p99": p99, "errors": errors}
 
 
-def timeline(
-    reports: Iterable[ReportRow],
-    metrics: Iterable[MetricRow],
-    since: float,
-    until: float,
-    bucket_s: float,
-) -> dict[str, Any]:
+def timeline(rows: Sequence[ReportRow], since: float, until: float, bucket_s: float) -> dict[str, Any]:
     """Per time bucket and over the range: count, p50, p95, p99 and errors of the total and each metric.
 
     Buckets start at multiples of ``bucket_s`` since the epoch (5-minute buckets
@@ -139,7 +175,7 @@ def timeline(
     totals: dict[int, list[float]] = {}
     failed: dict[int, int] = {}
     tokens: dict[int, list[int]] = {}
-    for row in reports:
+    for row in rows:
         index = math.floor(row.timestamp / bucket_s)
         totals.setdefault(index, []).append(row.total_duration)
         if row.status == "error":
@@ -147,16 +183,7 @@ def timeline(
         held = tokens.setdefault(index, [0, 0])
         held[0] += row.input_tokens or 0
         held[1] += row.output_tokens or 0
-    cells: dict[tuple[int, str], list[float]] = {}
-    cell_errors: dict[tuple[int, str], int] = {}
-    for metric in metrics:
-        key = (math.floor(metric.timestamp / bucket_s), metric.name)
-        held_durations = cells.get(key)
-        if held_durations is None:
-            cells[key] = held_durations = []
-        held_durations.append(metric.duration)
-        if metric.failed:
-            cell_errors[key] = cell_errors.get(key, 0) + 1
+    cells, cell_errors = _metric_values(rows, lambda row: math.floor(row.timestamp / bucket_s))
     per_bucket: dict[int, dict[str, Any]] = {}
     overall_metrics: dict[str, list[float]] = {}
     overall_errors: dict[str, int] = {}
@@ -269,26 +296,25 @@ class ReportQueries:
 
     def rows(
         self, since: float | None = None, until: float | None = None, operation: str | None = None
-    ) -> tuple[list[ReportRow], list[MetricRow]]:
-        """Report and metric rows in the range, each request once."""
+    ) -> list[ReportRow]:
+        """The rows of the reports in the range, each request once."""
         memory = self._memory(since, until, operation)
         if self.history is None:
             return rows_of(memory)
         try:
-            reports, metrics = self.history.rows(since, until, operation)
+            rows = self.history.rows(since, until, operation)
         except HistoryUnavailable as exc:
             self._history_failed(exc)
             return rows_of(memory)
         # Reports not written yet (the writer batches) come from memory.
-        written = {(row.trace_id, row.span_id) for row in reports}
-        fresh_reports, fresh_metrics = rows_of(r for r in memory if _key(r) not in written)
-        return reports + fresh_reports, metrics + fresh_metrics
+        written = {(row.trace_id, row.span_id) for row in rows}
+        return rows + rows_of(r for r in memory if _key(r) not in written)
 
     def summary(
         self, since: float | None = None, until: float | None = None, operation: str | None = None
     ) -> dict[str, Any]:
         """Per operation: count, mean, p50, p95, p99, max of the total and of each metric (ms)."""
-        return summarize_rows(*self.rows(since, until, operation))
+        return summarize_rows(self.rows(since, until, operation))
 
     def timeline(
         self,
@@ -301,6 +327,6 @@ class ReportQueries:
         until = time.time() if until is None else until
         since = until - 86400.0 if since is None else since
         check_range(since, until, bucket_s)
-        result = timeline(*self.rows(since, until, operation), since, until, bucket_s)
+        result = timeline(self.rows(since, until, operation), since, until, bucket_s)
         result["operation"] = operation
         return result
