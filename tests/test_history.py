@@ -530,3 +530,21 @@ def test_a_path_history_cannot_use_is_one_warning(tmp_path: Path, caplog: pytest
             assert history.flush()
             assert history.state == "unavailable"
     assert sum("unavailable" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING) == 2
+
+
+def test_the_history_benchmark_runs() -> None:
+    """The smoke run of benchmarks/history.py prints every row of its table (no timing is asserted)."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "history.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--days", "1", "--per-day", "300", "--rounds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    for row in ("`record()`", "written to SQLite", "each metric, 1 days", "per hour", "trace id"):
+        assert row in done.stdout, row
