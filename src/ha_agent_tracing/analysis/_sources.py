@@ -222,6 +222,22 @@ def _load_file(spec: SourceSpec) -> list[dict[str, Any]]:
     return validate_reports(data, spec.location)
 
 
+def _load_jaeger(spec: SourceSpec) -> list[dict[str, Any]]:
+    from ha_agent_tracing.reports import JaegerError, read_jaeger
+
+    service = spec.filters.get("service")
+    if not service:
+        raise ReportSetError(spec.text, "jaeger: needs #service=NAME (Jaeger searches one service at a time)")
+    until = parse_time(spec.filters["until"]) if "until" in spec.filters else time.time()
+    since = parse_time(spec.filters.get("since", "1h"))
+    limit = int(spec.filters.get("limit", "200"))
+    try:
+        reports = read_jaeger(spec.location, service=service, since=since, until=until, limit=max(limit, 1))
+    except (JaegerError, ValueError) as exc:
+        raise ReportSetError(spec.text, str(exc)) from None
+    return [dict(report) for report in reports]
+
+
 Loader = Callable[[SourceSpec], list[dict[str, Any]]]
 
 
@@ -229,10 +245,12 @@ def load_report_set(text: str, loaders: Mapping[str, Loader] | None = None) -> R
     """Read, check and filter the reports a source spec names.
 
     ``loaders`` maps a kind (``file``, ``history``, ``jaeger``) to the function
-    that reads it; files are read here, the others are supplied by the caller.
+    that reads it, in place of the built-in ones. A Jaeger source needs
+    ``#service=``; its window is ``since`` (default ``1h``) to ``until`` (now),
+    at most ``limit`` (200) traces.
     """
     spec = parse_source(text)
-    available: dict[str, Loader] = {"file": _load_file, **(loaders or {})}
+    available: dict[str, Loader] = {"file": _load_file, "jaeger": _load_jaeger, **(loaders or {})}
     loader = available.get(spec.kind)
     if loader is None:
         raise ReportSetError(text, f"{spec.kind} sources are not available here")

@@ -13,6 +13,14 @@ from __future__ import annotations
 from ha_agent_tracing.reports._entries import ReportEntry
 from ha_agent_tracing.reports._fold import OPERATION_ATTRIBUTE, fold
 from ha_agent_tracing.reports._history import History, HistoryReader, HistoryUnavailable
+from ha_agent_tracing.reports._jaeger import (
+    JaegerError,
+    is_metric_span,
+    read_jaeger,
+    read_jaeger_trace,
+    reports_from_otlp_spans,
+)
+from ha_agent_tracing.reports._otlp_traces import OtlpTracesError, TraceSpan, parse_traces_data
 from ha_agent_tracing.reports._processor import TRACER_NAME, ReportProcessor, is_tracked_metric
 from ha_agent_tracing.reports._records import SpanRecord, SpanSource
 from ha_agent_tracing.reports._store import ReportListener, ReportStore, copy_report
@@ -25,6 +33,8 @@ __all__ = [
     "History",
     "HistoryReader",
     "HistoryUnavailable",
+    "JaegerError",
+    "OtlpTracesError",
     "Report",
     "ReportEntry",
     "ReportListener",
@@ -34,8 +44,14 @@ __all__ = [
     "ReportStore",
     "SpanRecord",
     "SpanSource",
+    "TraceSpan",
     "copy_report",
     "fold",
+    "is_metric_span",
     "is_tracked_metric",
+    "parse_traces_data",
+    "read_jaeger",
+    "read_jaeger_trace",
+    "reports_from_otlp_spans",
     "summarize",
 ]
