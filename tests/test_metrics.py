@@ -314,3 +314,17 @@ def test_the_console_exporter_prints_every_instrument(tmp_path: Path) -> None:
         while not all(f'"name": "{name}"' in log.read_text() for name in expected):
             assert time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.2)
+
+
+def test_the_metrics_benchmark_runs() -> None:
+    """benchmarks/metrics.py --quick prints a row per condition (a smoke run; no timing is checked)."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "metrics.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--quick"], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [line.split()[0] for line in result.stdout.splitlines()[3:] if line.strip()]
+    assert rows == ["reports", "metrics", "metrics+alerts", "metrics,"]
