@@ -65,11 +65,16 @@ def test_reports_outlive_the_memory_store(tmp_path: Path) -> None:
         one = agent.api(f"/reports/{oldest}")
         none_before = agent.api(f"/reports?until={started - 1}").json()
         summary = agent.api(f"/summary?since={started - 1}").json()
+        slowest = agent.api(f"/reports?since={started - 1}&order=slowest&limit=2").json()["reports"]
+        bad_order = agent.api("/reports?order=fastest")
     assert first["count"] == 4
     assert oldest not in in_memory
     assert one.status_code == 200 and one.json()["trace_id"] == oldest
     assert none_before == {"count": 0, "reports": []}
     assert summary["chat_request"]["count"] == 4
+    totals = sorted((r["total_duration"] for r in first["reports"]), reverse=True)
+    assert [r["total_duration"] for r in slowest] == totals[:2], "the two slowest, from memory and history"
+    assert bad_order.status_code == 422
     assert summary["chat_request"]["metrics"]["openai_api_call"]["count"] >= 4
 
 
@@ -197,6 +202,7 @@ def test_serve_restarted_keeps_its_history_and_the_cli_reads_it(tmp_path: Path) 
         )
 
     table = cli()
+    slowest_first = cli("--slowest", "--json")
     as_json = cli("--json")
     summary = cli("--summary", "--operation", "chat_request")
     buckets = cli("--bucket", "1h", "--json")
@@ -206,6 +212,10 @@ def test_serve_restarted_keeps_its_history_and_the_cli_reads_it(tmp_path: Path) 
     assert table.returncode == 0, table.stderr
     assert all(t in table.stdout for t in trace_ids) and "chat_request" in table.stdout
     assert [r["trace_id"] for r in json.loads(as_json.stdout)["reports"]] == trace_ids
+    by_total = sorted(before["reports"], key=lambda r: r["total_duration"], reverse=True)
+    assert [r["trace_id"] for r in json.loads(slowest_first.stdout)["reports"]] == [
+        r["trace_id"] for r in by_total
+    ]
     assert "openai_api_call" in summary.stdout and "chat_request (total)" in summary.stdout
     assert json.loads(buckets.stdout)["overall"]["requests"] == 2
     assert json.loads(trace.stdout)["trace_id"] == trace_ids[1]

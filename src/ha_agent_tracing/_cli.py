@@ -297,7 +297,7 @@ def history(args: argparse.Namespace) -> int:
             else:
                 print("\n\n".join(metric_table(summary, op) for op in summary) or "(no reports)", file=out)
             return 0
-        reports = reader.query(since, until, args.operation, args.limit)
+        reports = reader.query(since, until, args.operation, args.limit, slowest=args.slowest)
         if args.json:
             print(json.dumps({"count": len(reports), "reports": reports}, indent=2), file=out)
         else:
@@ -358,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     history_cmd.add_argument("--until", help="before this time: ISO 8601 or epoch seconds")
     history_cmd.add_argument("--operation", help="only this operation (e.g. chat_request)")
     history_cmd.add_argument("--limit", type=int, default=50, help="newest N reports (default 50)")
+    history_cmd.add_argument("--slowest", action="store_true", help="the slowest reports first")
     history_cmd.add_argument("--summary", action="store_true", help="count and percentiles per metric")
     history_cmd.add_argument("--bucket", help="per time bucket (30s, 5m, 1h, 1d): count, p50/p95/p99, errors")
     history_cmd.add_argument("--trace", metavar="TRACE_ID", help="the full report of one trace")

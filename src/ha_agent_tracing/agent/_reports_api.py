@@ -16,7 +16,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
@@ -79,10 +79,14 @@ def reports_router(settings: AgentSettings, tracker: PerformanceTracker) -> APIR
         limit: Annotated[int | None, Query(ge=0, le=10_000)] = None,
         since: str | None = None,
         until: str | None = None,
+        order: Literal["time", "slowest"] = "time",
     ) -> dict[str, Any]:
-        """Reports (memory and history) started in ``[since, until)``, oldest first; ``limit``: newest N."""
+        """Reports (memory and history) started in ``[since, until)``, oldest first; ``limit``: newest N.
+
+        ``order=slowest``: the slowest first, ``limit`` keeps the N slowest.
+        """
         start, end = _time("since", since), _time("until", until)
-        found = queries().reports(start, end, operation, limit)
+        found = queries().reports(start, end, operation, limit, slowest=order == "slowest")
         return {"count": len(found), "reports": found}
 
     @router.get("/reports/{trace_id}")
