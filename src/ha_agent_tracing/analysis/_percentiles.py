@@ -16,7 +16,7 @@ import math
 import statistics
 from collections.abc import Iterable, Sequence
 
-__all__ = ["percentile", "percentiles"]
+__all__ = ["describe", "percentile", "percentiles"]
 
 # Cut points of statistics.quantiles for a percentile with up to two decimals (99.99).
 _RESOLUTIONS = (100, 1_000, 10_000)
@@ -65,3 +65,16 @@ def percentiles(values: Iterable[float], qs: Sequence[float]) -> tuple[float, ..
 def percentile(values: Iterable[float], q: float) -> float:
     """The ``q``-th percentile (0 to 100) of ``values``; see :func:`percentiles`."""
     return percentiles(values, (q,))[0]
+
+
+def describe(values: Sequence[float]) -> dict[str, float | int]:
+    """Count, mean, p50, p95, p99 and max of ``values`` (not empty): a summary's statistics."""
+    p50, p95, p99 = percentiles(values, (50, 95, 99))
+    return {
+        "count": len(values),
+        "mean": sum(values) / len(values),
+        "p50": p50,
+        "p95": p95,
+        "p99": p99,
+        "max": max(values),
+    }

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ha_agent_tracing._internal import RateLimitedWarning
-from ha_agent_tracing.analysis._percentiles import percentiles
+from ha_agent_tracing.analysis._percentiles import describe, percentiles
 from ha_agent_tracing.reports._fold import Report
 from ha_agent_tracing.reports._history import (
     History,
@@ -72,18 +72,6 @@ def parse_bucket(raw: str) -> float:
 def _p50_p95_p99(values: Sequence[float]) -> tuple[float, float, float]:
     p50, p95, p99 = percentiles(values, (50, 95, 99))
     return p50, p95, p99
-
-
-def _stats(values: list[float]) -> dict[str, float | int]:
-    p50, p95, p99 = _p50_p95_p99(values)
-    return {
-        "count": len(values),
-        "mean": sum(values) / len(values),
-        "p50": p50,
-        "p95": p95,
-        "p99": p99,
-        "max": max(values),
-    }
 
 
 K = TypeVar("K")
@@ -138,8 +126,8 @@ def summarize_rows(rows: Sequence[ReportRow]) -> dict[str, Any]:
     return {
         operation: {
             "count": len(durations),
-            "total_duration": _stats(durations),
-            "metrics": {name: _stats(d) for name, d in by_operation.get(operation, {}).items()},
+            "total_duration": describe(durations),
+            "metrics": {name: describe(d) for name, d in by_operation.get(operation, {}).items()},
         }
         for operation, durations in totals.items()
     }

@@ -10,22 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ha_agent_tracing.analysis._percentiles import percentiles
+from ha_agent_tracing.analysis._percentiles import describe
 from ha_agent_tracing.reports._types import Report
 
 __all__ = ["summarize"]
-
-
-def _stats(values: list[float]) -> dict[str, float | int]:
-    p50, p95, p99 = percentiles(values, (50, 95, 99))
-    return {
-        "count": len(values),
-        "mean": sum(values) / len(values),
-        "p50": p50,
-        "p95": p95,
-        "p99": p99,
-        "max": max(values),
-    }
 
 
 def summarize(reports: Iterable[Report] | Iterable[Mapping[str, Any]]) -> dict[str, Any]:
@@ -41,8 +29,8 @@ def summarize(reports: Iterable[Report] | Iterable[Mapping[str, Any]]) -> dict[s
     return {
         operation: {
             "count": len(values),
-            "total_duration": _stats(values),
-            "metrics": {name: _stats(durations) for name, durations in metrics[operation].items()},
+            "total_duration": describe(values),
+            "metrics": {name: describe(durations) for name, durations in metrics[operation].items()},
         }
         for operation, values in totals.items()
     }
