@@ -267,6 +267,9 @@ class ReportProcessor(SpanProcessor):
                     group = TraceRecords(trace_id, root.span_id, now, True)
                     group.open, group.state, group.reported = 0, PUBLISHED, True
                     group.until = now + self._window
+                    # Held among the pending ones until it is in the store, so that spans of
+                    # its trace arriving meanwhile (another batch, the server's) find it.
+                    self._pending[trace_id] = group
                     joining = [r for r in joining if r is not root]
                     accepted += 1
                     self._counts["reports"] += 1
@@ -279,7 +282,10 @@ class ReportProcessor(SpanProcessor):
                     changed += self.store.entries(trace_id)
             self._counts["external_spans"] += accepted
         for entry in new:
-            self.store.put(entry)
+            try:
+                self.store.put(entry)
+            finally:
+                self._forget_published(entry.trace)
         for entry in changed:
             self.store.changed(entry)
         return accepted
@@ -389,12 +395,20 @@ class ReportProcessor(SpanProcessor):
         try:
             self.store.put(entry)
         finally:
-            # Until now late spans found the request among the pending ones; from
-            # here on they find it through its entry in the store.
-            with self._lock:
-                if group.open == 0 and self._pending.get(trace_id) is group:
-                    del self._pending[trace_id]
+            self._forget_published(group)
         _log_report(entry)
+
+    def _forget_published(self, group: TraceRecords | None) -> None:
+        """Take a request whose report is now in the store out of the pending ones, if still there.
+
+        Until its report was put, late spans found the request among the pending
+        ones; from here on they find it through its entry in the store.
+        """
+        if group is None:
+            return
+        with self._lock:
+            if group.open == 0 and self._pending.get(group.trace_id) is group:
+                del self._pending[group.trace_id]
 
     @staticmethod
     def _reportable(group: TraceRecords, root: SpanRecord) -> bool:
