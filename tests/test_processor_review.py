@@ -6,7 +6,11 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from opentelemetry import trace
+
 from ha_agent_tracing import ReportEntry, ReportProcessor, ReportStore, SpanRecord
+
+from .conftest import make_tracing
 
 MS = 1_000_000
 T0 = 1_764_100_000 * 1_000_000_000
@@ -53,3 +57,16 @@ def test_browser_spans_arriving_while_their_new_report_is_being_published_join_i
     report = store.get(f"{0xB0:032x}")
     assert report is not None
     assert [m["name"] for m in report["metrics"]] == ["send_message"]
+
+
+def test_spans_of_requests_unfinished_at_shutdown_are_counted() -> None:
+    """Shutdown forgets unfinished requests: the spans they held count as evicted, like their roots."""
+    setup = make_tracing()
+    tracer = setup.tracker.tracer
+    root = tracer.start_span("POST /api/v1/chat", kind=trace.SpanKind.SERVER)
+    tracer.start_span("step", context=trace.set_span_in_context(root)).end()
+    setup.processor.shutdown()
+    root.end()
+    stats = setup.processor.stats()
+    assert (stats["evicted_traces"], stats["evicted_spans"], stats["spans_not_reported"]) == (1, 2, 2)
+    assert setup.store.reports() == []

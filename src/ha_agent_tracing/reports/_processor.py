@@ -214,6 +214,9 @@ class ReportProcessor(SpanProcessor):
         """Forget unfinished requests; published reports stay in the store."""
         with self._lock:
             self._shut_down = True
+            now = self._clock()
+            for group in self._pending.values():
+                self._evict(group, now)  # counted, as a request pushed out would be
             self._pending.clear()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
@@ -430,18 +433,23 @@ class ReportProcessor(SpanProcessor):
             if (now - group.started < self._timeout or group.open == 0) and len(pending) <= self._max_pending:
                 break
             pending.popitem(last=False)
-            if group.open == 0:
-                continue  # finished, on its way into the store
-            self._counts["evicted_traces"] += group.open
-            group.open = 0
-            if group.reported:
-                group.state = PUBLISHED  # an earlier request of the trace keeps its report
-                group.until = now + self._window
-            else:
-                group.state = DROPPED
-                self._counts["evicted_spans"] += len(group.records)
+            if self._evict(group, now):
                 evicted.append(group)
         return evicted
+
+    def _evict(self, group: TraceRecords, now: float) -> bool:
+        """Count a request dropped unfinished (lock held); whether its spans were lost with it."""
+        if group.open == 0:
+            return False  # finished, on its way into the store
+        self._counts["evicted_traces"] += group.open
+        group.open = 0
+        if group.reported:
+            group.state = PUBLISHED  # an earlier request of the trace keeps its report
+            group.until = now + self._window
+            return False
+        group.state = DROPPED
+        self._counts["evicted_spans"] += len(group.records)
+        return True
 
     # ------------------------------------------------------------ introspection
 
