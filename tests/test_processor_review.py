@@ -6,9 +6,13 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry import trace
 
 from ha_agent_tracing import ReportEntry, ReportProcessor, ReportStore, SpanRecord
+from ha_agent_tracing.reports import fold
+from ha_agent_tracing.reports._fold import headline
 
 from .conftest import make_tracing
 
@@ -70,3 +74,50 @@ def test_spans_of_requests_unfinished_at_shutdown_are_counted() -> None:
     stats = setup.processor.stats()
     assert (stats["evicted_traces"], stats["evicted_spans"], stats["spans_not_reported"]) == (1, 2, 2)
     assert setup.store.reports() == []
+
+
+def test_a_span_ending_before_it_started_folds_to_a_zero_duration() -> None:
+    """Clock skew (a browser's clock, say) never gives a negative duration to a metric or a request."""
+    root = SpanRecord("POST", 0xA, 0x1, None, T0, T0 - 3 * MS, {}, False, kind="server")
+    step = SpanRecord("step", 0xA, 0x2, 0x1, T0 + 2 * MS, T0 + MS, {}, True)
+    report = fold(root, [step])
+    assert report["total_duration"] == 0.0
+    assert report["metrics"][0]["duration"] == 0.0
+    assert report["metrics"][0]["start_offset"] == 2.0
+    assert headline(root, [step]) == ("POST", 0.0, [("step", 0.0)])
+
+
+_ids = st.integers(min_value=0, max_value=6)
+_records = st.lists(
+    st.builds(
+        SpanRecord,
+        name=st.sampled_from(["a", "b", "c"]),
+        trace_id=st.just(0xA),
+        span_id=_ids,
+        parent_id=st.none() | _ids,
+        start_ns=st.integers(min_value=T0 - 10 * MS, max_value=T0 + 10 * MS),
+        end_ns=st.integers(min_value=T0 - 10 * MS, max_value=T0 + 10 * MS),
+        attributes=st.just({}),
+        is_metric=st.booleans(),
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(records=_records, root_end=st.integers(min_value=T0 - MS, max_value=T0 + 10 * MS))
+def test_fold_of_odd_records_keeps_every_metric_ordered_and_never_negative(
+    records: list[SpanRecord], root_end: int
+) -> None:
+    """Duplicate ids, id 0, missing parents, ends before starts: one metric per record, sane values."""
+    root = SpanRecord("POST", 0xA, 0x7, None, T0, root_end, {}, False, kind="server")
+    report = fold(root, records)
+    expected = sorted((r for r in records if r.is_metric), key=lambda r: r.start_ns)
+    metrics = report["metrics"]
+    assert [(m["name"], m["span_id"]) for m in metrics] == [(r.name, f"{r.span_id:016x}") for r in expected]
+    assert report["total_duration"] == max(root_end - T0, 0) / MS
+    for metric, record in zip(metrics, expected, strict=True):
+        assert metric["duration"] == max(record.end_ns - record.start_ns, 0) / MS
+        assert metric["start_offset"] == (record.start_ns - T0) / MS
+        metric_names = {r.name for r in expected if r.span_id == record.parent_id}
+        assert metric["parent"] is None if not metric_names else metric["parent"] in metric_names

@@ -47,6 +47,7 @@ OPERATION_ATTRIBUTE = RESERVED_PREFIX + "operation"
 
 _NS_PER_MS = 1_000_000.0
 _start = attrgetter("start_ns")
+_duration = attrgetter("duration_ns")
 
 
 def _metadata(attributes: Mapping[str, Any]) -> dict[str, Any]:
@@ -82,7 +83,7 @@ def fold_metric(span: SpanRecord, root_start: int, names: Mapping[int, str]) -> 
     parent_id = span.parent_id
     metric: ReportMetric = {
         "name": span.name,
-        "duration": (span.end_ns - span.start_ns) / _NS_PER_MS,
+        "duration": span.duration_ns / _NS_PER_MS,
         "metadata": _metadata(span.attributes),
         "start_offset": (span.start_ns - root_start) / _NS_PER_MS,
         "parent": names.get(parent_id) if parent_id is not None else None,
@@ -110,7 +111,7 @@ def fold(root: SpanRecord, spans: Sequence[SpanRecord], *, truncated_spans: int 
     names = {s.span_id: s.name for s in tracked}
     report: Report = {
         "operation": operation_name(root, spans),
-        "total_duration": (root.end_ns - root_start) / _NS_PER_MS,
+        "total_duration": root.duration_ns / _NS_PER_MS,
         "timestamp": root_start / 1e9,
         "metrics": [fold_metric(span, root_start, names) for span in tracked],
         "trace_id": f"{root.trace_id:032x}",
@@ -153,9 +154,9 @@ def headline(
     that logging each request does not build its report on the request's thread.
     """
     tracked = [s for s in spans if s.is_metric and s.span_id != root.span_id]
-    longest = heapq.nlargest(slowest, tracked, key=lambda s: s.end_ns - s.start_ns)
+    longest = heapq.nlargest(slowest, tracked, key=_duration)
     return (
         operation_name(root, spans),
-        (root.end_ns - root.start_ns) / _NS_PER_MS,
-        [(s.name, (s.end_ns - s.start_ns) / _NS_PER_MS) for s in longest],
+        root.duration_ns / _NS_PER_MS,
+        [(s.name, s.duration_ns / _NS_PER_MS) for s in longest],
     )
