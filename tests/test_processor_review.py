@@ -9,8 +9,11 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-from ha_agent_tracing import ReportEntry, ReportProcessor, ReportStore, SpanRecord
+from ha_agent_tracing import PerformanceTracker, ReportEntry, ReportProcessor, ReportStore, SpanRecord
 from ha_agent_tracing.reports import fold
 from ha_agent_tracing.reports._fold import headline
 
@@ -121,3 +124,229 @@ def test_fold_of_odd_records_keeps_every_metric_ordered_and_never_negative(
         assert metric["start_offset"] == (record.start_ns - T0) / MS
         metric_names = {r.name for r in expected if r.span_id == record.parent_id}
         assert metric["parent"] is None if not metric_names else metric["parent"] in metric_names
+
+
+def _remote_parent(trace_id: int, span_id: int) -> Context:
+    return trace.set_span_in_context(
+        NonRecordingSpan(SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(1)))
+    )
+
+
+SERVER = trace.SpanKind.SERVER
+
+
+def test_a_span_ending_while_its_report_is_being_put_joins_it() -> None:
+    """Between the root's end and its report reaching the store, a child that ends is a late span."""
+    store = _HeldStore()
+    processor = ReportProcessor(store)
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    tracer = PerformanceTracker(provider, store).tracer
+    root = tracer.start_span("POST /api/v1/chat", kind=SERVER)
+    background = tracer.start_span("background", context=trace.set_span_in_context(root))
+    ender = threading.Thread(target=root.end)
+    ender.start()
+    assert store.entered.wait(10)
+    try:
+        background.end()
+    finally:
+        store.release.set()
+        ender.join(10)
+    assert [[m["name"] for m in r["metrics"]] for r in store.reports()] == [["background"]]
+    stats = processor.stats()
+    assert (stats["late_spans"], stats["spans_not_reported"]) == (1, 0)
+
+
+def test_each_request_of_a_shared_trace_has_its_own_span_cap() -> None:
+    """Two requests of one trace, each within the per-request cap: neither report is truncated."""
+    setup = make_tracing(max_spans_per_request=2)
+    tracer = setup.tracker.tracer
+    first = tracer.start_span("first", context=_remote_parent(0xAB, 0x1), kind=SERVER)
+    second = tracer.start_span("second", context=_remote_parent(0xAB, 0x1), kind=SERVER)
+    for root in (first, second):
+        for name in ("a", "b"):
+            tracer.start_span(name, context=trace.set_span_in_context(root)).end()
+    first.end()
+    second.end()
+    reports = setup.store.reports()
+    assert [(r["root_span"], [m["name"] for m in r["metrics"]], r["truncated"]) for r in reports] == [
+        ("first", ["a", "b"], False),
+        ("second", ["a", "b"], False),
+    ]
+    assert setup.processor.stats()["truncated_spans"] == 0
+
+
+def test_a_late_span_joins_until_the_window_ends_and_not_after() -> None:
+    """The late-span window is measured on the processor's clock, its end included."""
+    now = [100.0]
+    setup = make_tracing(late_span_window_s=5.0, clock=lambda: now[0])
+    tracer = setup.tracker.tracer
+    root = tracer.start_span("POST", kind=SERVER)
+    at_the_end = tracer.start_span("at_the_end", context=trace.set_span_in_context(root))
+    too_late = tracer.start_span("too_late", context=trace.set_span_in_context(root))
+    root.end()
+    now[0] = 105.0
+    at_the_end.end()
+    now[0] = 105.001
+    too_late.end()
+    assert [m["name"] for m in setup.store.reports()[0]["metrics"]] == ["at_the_end"]
+    stats = setup.processor.stats()
+    assert (stats["late_spans"], stats["expired_late_spans"]) == (1, 1)
+
+
+def test_a_second_request_of_a_trace_without_a_metric_of_its_own_makes_no_report() -> None:
+    """A server request's metric does not make a report of an unrelated root of the same trace."""
+    setup = make_tracing()
+    tracer = setup.tracker.tracer
+    with (
+        tracer.start_as_current_span("POST", context=_remote_parent(0xAB, 0x1), kind=SERVER),
+        tracer.start_as_current_span("step"),
+    ):
+        pass
+    setup.provider.get_tracer("other").start_span("poll", context=_remote_parent(0xAB, 0x2)).end()
+    assert [r["root_span"] for r in setup.store.reports()] == ["POST"]
+    assert setup.processor.stats()["unreported_traces"] == 1
+
+
+def test_a_request_started_again_in_its_trace_moves_to_the_back_of_the_eviction_queue() -> None:
+    """Timeouts count from a trace's latest root, and the oldest request is the one timed out."""
+    now = [0.0]
+    setup = make_tracing(pending_timeout_s=10.0, clock=lambda: now[0])
+    tracer = setup.tracker.tracer
+    spans = [tracer.start_span("a1", context=_remote_parent(0xA, 0x1), kind=SERVER)]
+    now[0] = 1.0
+    spans.append(tracer.start_span("b", context=_remote_parent(0xB, 0x1), kind=SERVER))
+    now[0] = 5.0
+    spans.append(tracer.start_span("a2", context=_remote_parent(0xA, 0x1), kind=SERVER))
+    now[0] = 12.0
+    spans.append(tracer.start_span("c", kind=SERVER))
+    assert setup.processor.stats()["evicted_traces"] == 1  # b's, the only one past its timeout
+    for span in spans:
+        span.end()
+    assert sorted(r["root_span"] for r in setup.store.reports()) == ["a1", "a2", "c"]
+
+
+def test_a_span_cut_after_the_report_was_read_marks_it_truncated_on_the_next_read() -> None:
+    """The folded report is cached until spans join, and a cut span counts as a change too."""
+    setup = make_tracing(max_spans_per_request=1)
+    tracer = setup.tracker.tracer
+    root = tracer.start_span("POST", kind=SERVER)
+    tracer.start_span("kept", context=trace.set_span_in_context(root)).end()
+    late = tracer.start_span("cut", context=trace.set_span_in_context(root))
+    root.end()
+    assert setup.store.reports()[0]["truncated"] is False
+    late.end()
+    report = setup.store.reports()[0]
+    assert (report["truncated"], report.get("truncated_spans")) == (True, 1)
+
+
+def test_the_spans_of_a_request_that_makes_no_report_are_counted() -> None:
+    """A bare outgoing call with a child of its own: both spans count as unreported."""
+    setup = make_tracing()
+    other = setup.provider.get_tracer("other")
+    with (
+        other.start_as_current_span("GET /elsewhere", kind=trace.SpanKind.CLIENT),
+        other.start_as_current_span("connect"),
+    ):
+        pass
+    stats = setup.processor.stats()
+    assert (stats["unreported_traces"], stats["unreported_spans"], stats["spans_not_reported"]) == (1, 2, 2)
+
+
+def test_browser_spans_join_every_request_of_their_trace() -> None:
+    """Two server requests of one trace: the chat page's spans fold into both reports."""
+    setup = make_tracing()
+    tracer = setup.tracker.tracer
+    for _ in range(2):
+        with (
+            tracer.start_as_current_span("POST", context=_remote_parent(0xAB, 0x1), kind=SERVER),
+            tracer.start_as_current_span("step"),
+        ):
+            pass
+    now = setup.store.reports()[0]["timestamp"]
+    start = int(now * 1e9)
+    click = SpanRecord("click", 0xAB, 0x99, None, start - MS, start, {}, True, source="browser")
+    assert setup.processor.add_records([click]) == 1
+    assert [[(m["name"], m["source"]) for m in r["metrics"]] for r in setup.store.reports()] == [
+        [("click", "browser"), ("step", "server")],
+        [("click", "browser"), ("step", "server")],
+    ]
+
+
+def test_browser_spans_of_an_unknown_trace_report_under_their_earliest_root() -> None:
+    """Two roots in one batch of a trace unknown here: the earlier-starting one is the report's root."""
+    processor = ReportProcessor(ReportStore())
+    records = [
+        _browser("second_tab", 0x2, None, T0 + 5 * MS, T0 + 9 * MS),
+        _browser("page_load", 0x1, None, T0, T0 + 10 * MS),
+        _browser("send_message", 0x3, 0x1, T0 + MS, T0 + 2 * MS),
+    ]
+    assert processor.add_records(records) == 3
+    report = processor.store.get(f"{0xB0:032x}")
+    assert report is not None
+    assert (report["root_span"], [m["name"] for m in report["metrics"]]) == (
+        "page_load",
+        ["send_message", "second_tab"],
+    )
+
+
+def test_an_evicted_request_of_a_reported_trace_leaves_its_report_a_fresh_late_span_window() -> None:
+    """Evicting a trace's second request keeps the first's report taking late spans for a full window."""
+    now = [0.0]
+    setup = make_tracing(max_pending_traces=1, late_span_window_s=5.0, clock=lambda: now[0])
+    tracer = setup.tracker.tracer
+    first = tracer.start_span("first", context=_remote_parent(0xAB, 0x1), kind=SERVER)
+    step = tracer.start_span("step", context=trace.set_span_in_context(first))
+    first.end()
+    now[0] = 1.0
+    second = tracer.start_span("second", context=_remote_parent(0xAB, 0x1), kind=SERVER)
+    now[0] = 4.0
+    other = tracer.start_span("other", kind=SERVER)  # pushes the trace's unfinished request out
+    now[0] = 6.0
+    step.end()
+    second.end()
+    other.end()
+    first_report = setup.store.get(f"{0xAB:032x}")
+    assert first_report is not None
+    assert [m["name"] for m in first_report["metrics"]] == ["step"]
+    stats = setup.processor.stats()
+    assert (stats["evicted_traces"], stats["expired_late_spans"]) == (1, 0)
+
+
+def test_under_threads_and_evictions_every_ended_span_is_in_a_report_or_counted() -> None:
+    """Four threads, few pending slots, a tight cap, late children: nothing slips past the counters."""
+    store = ReportStore(max_reports=100_000)
+    processor = ReportProcessor(store, max_pending_traces=3, max_spans_per_request=3)
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    tracker = PerformanceTracker(provider, store)
+    plain = provider.get_tracer("other")
+    ended = [0] * 4
+    start = threading.Barrier(4)
+
+    def requests(n: int) -> None:
+        start.wait()
+        for i in range(400):
+            kind = SERVER if i % 3 else trace.SpanKind.CLIENT
+            root = (tracker.tracer if i % 5 else plain).start_span("root", kind=kind)
+            ctx = trace.set_span_in_context(root)
+            late = (tracker.tracer if i % 7 else plain).start_span("late", context=ctx)
+            for j in range(i % 6):
+                (tracker.tracer if j % 2 else plain).start_span("child", context=ctx).end()
+            if i % 4:
+                late.end()
+                root.end()
+            else:
+                root.end()
+                late.end()
+            ended[n] += 2 + i % 6
+
+    threads = [threading.Thread(target=requests, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stats = processor.stats()
+    assert stats["internal_errors"] == 0
+    assert stats["pending_traces"] == 0
+    assert stats["reports"] + stats["tracked_spans"] + stats["spans_not_reported"] == sum(ended)
