@@ -350,3 +350,20 @@ def test_under_threads_and_evictions_every_ended_span_is_in_a_report_or_counted(
     assert stats["internal_errors"] == 0
     assert stats["pending_traces"] == 0
     assert stats["reports"] + stats["tracked_spans"] + stats["spans_not_reported"] == sum(ended)
+
+
+def test_requests_sharing_one_trace_id_hold_no_more_spans_than_the_store_keeps_reports() -> None:
+    """Clients sending one fixed traceparent: the trace's records stay within max_reports x the cap."""
+    store = ReportStore(max_reports=10)
+    processor = ReportProcessor(store, max_spans_per_request=5)
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    tracer = PerformanceTracker(provider, store).tracer
+    for _ in range(300):
+        with tracer.start_as_current_span("POST", context=_remote_parent(0xAB, 0x1), kind=SERVER):
+            for _ in range(5):
+                tracer.start_span("step").end()
+    stats = processor.stats()
+    assert stats["tracked_spans"] <= 10 * 5
+    assert stats["tracked_spans"] + stats["truncated_spans"] == 300 * 5
+    assert len(store) == 10

@@ -132,6 +132,7 @@ class ReportProcessor(SpanProcessor):
         self._timeout = pending_timeout_s
         self._window = late_span_window_s
         self._cap = max_spans_per_request
+        self._max_reports = self.store.max_reports
         self._is_metric = is_metric
         self._default_metric = is_metric is is_tracked_metric
         self._deployment_of: tuple[object, Mapping[str, Any]] | None = None
@@ -329,7 +330,9 @@ class ReportProcessor(SpanProcessor):
 
     def _append(self, group: TraceRecords, record: SpanRecord) -> int:
         """Add a record to its trace's records, within the cap (lock held); 1 if kept."""
-        if len(group.records) >= self._cap * len(group.root_ids):
+        # Requests of one trace share its records while any of its reports is stored: no
+        # more of them than the store keeps reports count towards the trace's bound.
+        if len(group.records) >= self._cap * min(len(group.root_ids), self._max_reports):
             group.cut += 1
             self._counts["truncated_spans"] += 1
             return 0
