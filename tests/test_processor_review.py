@@ -367,3 +367,10 @@ def test_requests_sharing_one_trace_id_hold_no_more_spans_than_the_store_keeps_r
     assert stats["tracked_spans"] <= 10 * 5
     assert stats["tracked_spans"] + stats["truncated_spans"] == 300 * 5
     assert len(store) == 10
+
+
+def test_the_log_line_of_a_request_whose_root_is_a_metric_lists_only_its_inner_metrics() -> None:
+    """The root, a metric itself, is the request's total, not one of its slowest steps."""
+    root = SpanRecord("chat_request", 0xA, 0x1, None, T0, T0 + 9 * MS, {}, True)
+    step = SpanRecord("step", 0xA, 0x2, 0x1, T0 + MS, T0 + 3 * MS, {}, True)
+    assert headline(root, [root, step]) == ("chat_request", 9.0, [("step", 2.0)])
