@@ -40,6 +40,14 @@ class _HeldStore(ReportStore):
         return super().put(report, version)  # pyright: ignore[reportArgumentType]
 
 
+def _wired(store: ReportStore, **options: Any) -> tuple[ReportProcessor, TracerProvider, PerformanceTracker]:
+    """A provider whose report processor (``options`` passed on) publishes into ``store``."""
+    processor = ReportProcessor(store, **options)
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    return processor, provider, PerformanceTracker(provider, store)
+
+
 def _browser(name: str, span_id: int, parent_id: int | None, start: int, end: int) -> SpanRecord:
     return SpanRecord(name, 0xB0, span_id, parent_id, start, end, {}, True, source="browser")
 
@@ -138,10 +146,8 @@ SERVER = trace.SpanKind.SERVER
 def test_a_span_ending_while_its_report_is_being_put_joins_it() -> None:
     """Between the root's end and its report reaching the store, a child that ends is a late span."""
     store = _HeldStore()
-    processor = ReportProcessor(store)
-    provider = TracerProvider(shutdown_on_exit=False)
-    provider.add_span_processor(processor)
-    tracer = PerformanceTracker(provider, store).tracer
+    processor, _, tracker = _wired(store)
+    tracer = tracker.tracer
     root = tracer.start_span("POST /api/v1/chat", kind=SERVER)
     background = tracer.start_span("background", context=trace.set_span_in_context(root))
     ender = threading.Thread(target=root.end)
@@ -316,10 +322,7 @@ def test_an_evicted_request_of_a_reported_trace_leaves_its_report_a_fresh_late_s
 def test_under_threads_and_evictions_every_ended_span_is_in_a_report_or_counted() -> None:
     """Four threads, few pending slots, a tight cap, late children: nothing slips past the counters."""
     store = ReportStore(max_reports=100_000)
-    processor = ReportProcessor(store, max_pending_traces=3, max_spans_per_request=3)
-    provider = TracerProvider(shutdown_on_exit=False)
-    provider.add_span_processor(processor)
-    tracker = PerformanceTracker(provider, store)
+    processor, provider, tracker = _wired(store, max_pending_traces=3, max_spans_per_request=3)
     plain = provider.get_tracer("other")
     ended = [0] * 4
     start = threading.Barrier(4)
@@ -355,10 +358,8 @@ def test_under_threads_and_evictions_every_ended_span_is_in_a_report_or_counted(
 def test_requests_sharing_one_trace_id_hold_no_more_spans_than_the_store_keeps_reports() -> None:
     """Clients sending one fixed traceparent: the trace's records stay within max_reports x the cap."""
     store = ReportStore(max_reports=10)
-    processor = ReportProcessor(store, max_spans_per_request=5)
-    provider = TracerProvider(shutdown_on_exit=False)
-    provider.add_span_processor(processor)
-    tracer = PerformanceTracker(provider, store).tracer
+    processor, _, tracker = _wired(store, max_spans_per_request=5)
+    tracer = tracker.tracer
     for _ in range(300):
         with tracer.start_as_current_span("POST", context=_remote_parent(0xAB, 0x1), kind=SERVER):
             for _ in range(5):
