@@ -328,3 +328,60 @@ def test_the_metrics_benchmark_runs() -> None:
     assert result.returncode == 0, result.stderr
     rows = [line.split()[0] for line in result.stdout.splitlines()[3:] if line.strip()]
     assert rows == ["reports", "metrics", "metrics+alerts", "metrics,"]
+
+
+def test_otlp_metrics_reach_a_collector_with_exemplars() -> None:
+    """OTEL_METRICS_EXPORTER=otlp posts the instruments to /v1/metrics; exemplars carry the trace id."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+    received: list[ExportMetricsServiceRequest] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            if self.path == "/v1/metrics":
+                received.append(ExportMetricsServiceRequest.FromString(body))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        tracing = make_tracing()
+        runtime = configure_tracing(
+            tracer_provider=tracing.provider,
+            metrics_exporter="otlp",
+            otlp_metrics_endpoint=f"http://127.0.0.1:{server.server_address[1]}/v1/metrics",
+            alerts=False,
+        )
+        tracker = get_tracker()
+        with tracker.operation("chat_request"), tracker.track("openai_api_call"):
+            pass
+        (report,) = tracker.get_reports()
+        assert runtime.metrics is not None
+        runtime.metrics.provider.force_flush()  # type: ignore[attr-defined]
+    finally:
+        server.shutdown()
+        server.server_close()
+    metrics = {
+        m.name: m
+        for request in received
+        for rm in request.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+    }
+    assert {"ha_agent_tracing.metric.duration", "ha_agent_tracing.operation.duration"} <= set(metrics)
+    (point,) = metrics["ha_agent_tracing.metric.duration"].histogram.data_points
+    assert {a.key: a.value.string_value for a in point.attributes} == {
+        "metric": "openai_api_call",
+        "operation": "chat_request",
+        "status": "ok",
+    }
+    assert [e.trace_id.hex() for e in point.exemplars] == [report["trace_id"]]

@@ -25,7 +25,7 @@ from ha_agent_tracing._config import TracingConfig, default_otlp_endpoint, settl
 from ha_agent_tracing._internal import InternalErrors
 from ha_agent_tracing.telemetry._sdk_compat import batch_queue_length
 
-__all__ = ["CountingBatchProcessor", "CountingExporter", "build_exporters"]
+__all__ = ["CountingBatchProcessor", "CountingExporter", "build_exporters", "otlp_transport"]
 
 logger = logging.getLogger("ha_agent_tracing")
 
@@ -137,40 +137,42 @@ class CountingBatchProcessor(BatchSpanProcessor):
         return {**self.exporter.stats(), "queue_dropped_spans": self.queue_dropped}
 
 
+def otlp_transport(protocol: str, endpoint: str, insecure: bool | None, compression: str) -> dict[str, Any]:
+    """The transport keyword arguments of the SDK's OTLP exporters, traces' and metrics' alike."""
+    if protocol == "grpc":
+        from grpc import Compression as GrpcCompression
+
+        return {
+            "insecure": insecure if insecure is not None else endpoint.startswith("http://"),
+            "compression": GrpcCompression.Gzip if compression == "gzip" else GrpcCompression.NoCompression,
+        }
+    from opentelemetry.exporter.otlp.proto.http import Compression as HttpCompression
+
+    return {
+        "compression": {
+            "gzip": HttpCompression.Gzip,
+            "deflate": HttpCompression.Deflate,
+            "none": HttpCompression.NoCompression,
+        }[compression]
+    }
+
+
 def _otlp_exporter(config: TracingConfig) -> tuple[SpanExporter, str]:
     endpoint = config.otlp_endpoint or default_otlp_endpoint(config.otlp_protocol)
     timeout_s = config.otlp_timeout_ms / 1000.0
     headers = dict(config.otlp_headers)
     settle_otlp_headers()  # the SDK reads the variables again: leave it only what was kept, warned once
+    transport = otlp_transport(config.otlp_protocol, endpoint, config.otlp_insecure, config.otlp_compression)
     if config.otlp_protocol == "grpc":
-        from grpc import Compression as GrpcCompression
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 
-        insecure = (
-            config.otlp_insecure if config.otlp_insecure is not None else endpoint.startswith("http://")
-        )
-        grpc_compression = (
-            GrpcCompression.Gzip if config.otlp_compression == "gzip" else GrpcCompression.NoCompression
-        )
         exporter: SpanExporter = GrpcExporter(
-            endpoint=endpoint,
-            insecure=insecure,
-            headers=headers,
-            timeout=timeout_s,
-            compression=grpc_compression,
+            endpoint=endpoint, headers=headers, timeout=timeout_s, **transport
         )
         return exporter, f"{endpoint} (OTLP/gRPC)"
-    from opentelemetry.exporter.otlp.proto.http import Compression as HttpCompression
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 
-    http_compression = {
-        "gzip": HttpCompression.Gzip,
-        "deflate": HttpCompression.Deflate,
-        "none": HttpCompression.NoCompression,
-    }[config.otlp_compression]
-    exporter = HttpExporter(
-        endpoint=endpoint, headers=headers, timeout=timeout_s, compression=http_compression
-    )
+    exporter = HttpExporter(endpoint=endpoint, headers=headers, timeout=timeout_s, **transport)
     return exporter, f"{endpoint} (OTLP/HTTP)"
 
 

@@ -48,6 +48,7 @@ from ha_agent_tracing._internal import InternalErrors
 from ha_agent_tracing._version import __version__
 from ha_agent_tracing.reports._fold import OPERATION_ATTRIBUTE
 from ha_agent_tracing.reports._processor import TRACER_NAME
+from ha_agent_tracing.telemetry._exporters import otlp_transport
 
 __all__ = [
     "DURATION_BUCKETS_S",
@@ -170,29 +171,17 @@ class SpanMetricsProcessor(SpanProcessor):
         self._gen_ai_tokens: Histogram | None = None
         self._attributes: dict[tuple[str, str, str], dict[str, str]] = {}
         if meter is not None:
-            self._metric = meter.create_histogram(
-                METRIC_DURATION,
-                unit="s",
-                description=INSTRUMENTS[0][2],
-                explicit_bucket_boundaries_advisory=DURATION_BUCKETS_S,
+            boundaries = (
+                DURATION_BUCKETS_S,
+                DURATION_BUCKETS_S,
+                GEN_AI_DURATION_BUCKETS_S,
+                GEN_AI_TOKEN_BUCKETS,
             )
-            self._operation = meter.create_histogram(
-                OPERATION_DURATION,
-                unit="s",
-                description=INSTRUMENTS[1][2],
-                explicit_bucket_boundaries_advisory=DURATION_BUCKETS_S,
-            )
-            self._gen_ai_duration = meter.create_histogram(
-                GEN_AI_OPERATION_DURATION,
-                unit="s",
-                description=INSTRUMENTS[2][2],
-                explicit_bucket_boundaries_advisory=GEN_AI_DURATION_BUCKETS_S,
-            )
-            self._gen_ai_tokens = meter.create_histogram(
-                GEN_AI_TOKEN_USAGE,
-                unit="{token}",
-                description=INSTRUMENTS[3][2],
-                explicit_bucket_boundaries_advisory=GEN_AI_TOKEN_BUCKETS,
+            self._metric, self._operation, self._gen_ai_duration, self._gen_ai_tokens = (
+                meter.create_histogram(
+                    name, unit=unit, description=description, explicit_bucket_boundaries_advisory=buckets
+                )
+                for (name, unit, description), buckets in zip(INSTRUMENTS, boundaries, strict=True)
             )
 
     def stats(self) -> dict[str, int]:
@@ -367,36 +356,20 @@ def _otlp_metric_exporter(config: TracingConfig) -> tuple[Any, str]:
     timeout_s = config.otlp_metrics_timeout_ms / 1000.0
     headers = dict(config.otlp_metrics_headers)
     settle_otlp_headers()  # the SDK reads the variables again: leave it only what was kept, warned once
+    transport = otlp_transport(
+        config.otlp_metrics_protocol, endpoint, config.otlp_metrics_insecure, config.otlp_metrics_compression
+    )
     if config.otlp_metrics_protocol == "grpc":
-        from grpc import Compression as GrpcCompression
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcExporter
 
-        insecure = (
-            config.otlp_metrics_insecure
-            if config.otlp_metrics_insecure is not None
-            else endpoint.startswith("http://")
+        return GrpcExporter(endpoint=endpoint, headers=headers, timeout=timeout_s, **transport), (
+            f"{endpoint} (OTLP/gRPC)"
         )
-        compression = (
-            GrpcCompression.Gzip
-            if config.otlp_metrics_compression == "gzip"
-            else GrpcCompression.NoCompression
-        )
-        exporter = GrpcExporter(
-            endpoint=endpoint, insecure=insecure, headers=headers, timeout=timeout_s, compression=compression
-        )
-        return exporter, f"{endpoint} (OTLP/gRPC)"
-    from opentelemetry.exporter.otlp.proto.http import Compression as HttpCompression
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpExporter
 
-    http_compression = {
-        "gzip": HttpCompression.Gzip,
-        "deflate": HttpCompression.Deflate,
-        "none": HttpCompression.NoCompression,
-    }[config.otlp_metrics_compression]
-    exporter = HttpExporter(
-        endpoint=endpoint, headers=headers, timeout=timeout_s, compression=http_compression
+    return HttpExporter(endpoint=endpoint, headers=headers, timeout=timeout_s, **transport), (
+        f"{endpoint} (OTLP/HTTP)"
     )
-    return exporter, f"{endpoint} (OTLP/HTTP)"
 
 
 def _exemplar_filter(name: str) -> Any:
