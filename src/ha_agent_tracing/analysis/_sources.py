@@ -4,13 +4,14 @@ A *source spec* is one string, as ``ha-agent-tracing compare A B`` takes it::
 
     reports.json                               an export (GET /api/v1/performance/export)
     reports.json#variant=sequential            ... only the reports of one variant
-    history#version=1.4.0&since=24h            a selection from the history database
+    history#version=1.4.0&since=24h            a selection from the report history (SQLite)
     jaeger:http://localhost:16686#service=ha-ai-agent-service&since=1h&limit=200
 
 Everything after ``#`` is a filter, ``key=value`` joined by ``&``: ``operation``,
 ``version`` (``service.version``), ``variant``, ``since`` and ``until`` (ISO 8601,
 epoch seconds, or a duration back from now such as ``90m``, ``24h``, ``7d``),
-and for Jaeger ``service`` and ``limit``. Every report is checked before it is
+``limit`` (the newest N), for Jaeger ``service``, for the history ``path`` (default: the configured
+``HA_AGENT_TRACING_HISTORY_PATH``). Every report is checked before it is
 used; a malformed one is an error naming the source and the problem.
 """
 
@@ -38,7 +39,7 @@ __all__ = [
     "validate_reports",
 ]
 
-FILTER_KEYS = ("operation", "version", "variant", "since", "until", "service", "limit")
+FILTER_KEYS = ("operation", "version", "variant", "since", "until", "service", "limit", "path")
 
 
 class ReportSetError(ValueError):
@@ -238,6 +239,24 @@ def _load_jaeger(spec: SourceSpec) -> list[dict[str, Any]]:
     return [dict(report) for report in reports]
 
 
+def _load_history(spec: SourceSpec) -> list[dict[str, Any]]:
+    from ha_agent_tracing._config import history_file, load_config
+    from ha_agent_tracing.reports import HistoryReader, HistoryUnavailable
+
+    path = history_file(spec.filters["path"], None) if "path" in spec.filters else load_config().history_path
+    if path is None:
+        raise ReportSetError(
+            spec.text, "report history is off (HA_AGENT_TRACING_HISTORY_PATH=off); add #path=FILE"
+        )
+    since = parse_time(spec.filters["since"]) if "since" in spec.filters else None
+    until = parse_time(spec.filters["until"]) if "until" in spec.filters else None
+    try:
+        found = HistoryReader(path).query(since, until, spec.filters.get("operation"))
+    except HistoryUnavailable as exc:
+        raise ReportSetError(spec.text, str(exc)) from None
+    return validate_reports(found, f"{spec.text} ({path})")
+
+
 Loader = Callable[[SourceSpec], list[dict[str, Any]]]
 
 
@@ -250,7 +269,12 @@ def load_report_set(text: str, loaders: Mapping[str, Loader] | None = None) -> R
     at most ``limit`` (200) traces.
     """
     spec = parse_source(text)
-    available: dict[str, Loader] = {"file": _load_file, "jaeger": _load_jaeger, **(loaders or {})}
+    available: dict[str, Loader] = {
+        "file": _load_file,
+        "history": _load_history,
+        "jaeger": _load_jaeger,
+        **(loaders or {}),
+    }
     loader = available.get(spec.kind)
     if loader is None:
         raise ReportSetError(text, f"{spec.kind} sources are not available here")
