@@ -33,6 +33,7 @@ from ha_agent_tracing.agent._model_server import create_model_app
 from ha_agent_tracing.agent._rate_limit import RateLimiter
 from ha_agent_tracing.agent._reports_api import reports_router
 from ha_agent_tracing.agent._settings import AgentSettings, load_agent_settings
+from ha_agent_tracing.agent._web import install_web
 from ha_agent_tracing.telemetry._instrumentation import fastapi_native_telemetry_off
 
 __all__ = ["ChatRequest", "ChatResponse", "create_app"]
@@ -216,4 +217,5 @@ def create_app(
                 "endpoints will answer 503 until a token is set"
             )
         app.include_router(reports_router(settings, tracker))
+    install_web(app)
     return app

@@ -47,6 +47,11 @@ class ConversationStore:
                 self._conversations.popitem(last=False)
             return conversation, True
 
+    def get(self, conversation_id: str) -> Conversation | None:
+        """The conversation with this id, if it is still kept; reading it does not refresh it."""
+        with self._lock:
+            return self._conversations.get(conversation_id)
+
     def __len__(self) -> int:
         with self._lock:
             return len(self._conversations)

@@ -42,8 +42,16 @@ __all__ = [
 
 logger = logging.getLogger("ha_agent_tracing")
 
-ALWAYS_EXCLUDED_URLS = "/api/v1/performance,/health,/healthz,/readyz,/livez"
-"""URL patterns (regular expressions searched in the URL) that are never traced."""
+ALWAYS_EXCLUDED_URLS = (
+    "/api/v1/performance,/api/v1/telemetry/,/api/v1/conversations/,/static/,://[^/]+/$,"
+    "/health,/healthz,/readyz,/livez"
+)
+"""URL patterns (regular expressions searched in the URL) that are never traced.
+
+The performance endpoints (reading reports must not make reports), the browser-span relay
+(relayed spans must not make spans), the chat page (``/``), its assets and its conversation reload,
+and the health checks.
+"""
 
 
 def fastapi_native_telemetry_off() -> dict[str, Any]:

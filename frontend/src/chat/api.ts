@@ -1,0 +1,91 @@
+/** The service's chat API, by URLs relative to the page (so it works behind a proxy or ingress). */
+
+export interface ToolCallSummary {
+  id: string;
+  name: string;
+  success: boolean;
+}
+
+/** `POST api/v1/chat` answer. */
+export interface ChatResponse {
+  conversation_id: string;
+  message: string;
+  tool_calls: ToolCallSummary[];
+  iterations: number;
+  tokens_used: number;
+  response_time_ms: number;
+}
+
+export interface ConversationMessage {
+  role: "user" | "assistant";
+  content: string;
+}
+
+/** `GET api/v1/conversations/{id}` answer. */
+export interface Conversation {
+  conversation_id: string;
+  messages: ConversationMessage[];
+}
+
+/** The service answered with an error status, or could not be reached (`status` 0). */
+export class ApiError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+  ) {
+    super(message);
+    this.name = "ApiError";
+  }
+}
+
+function url(path: string): string {
+  return new URL(path, document.baseURI).href;
+}
+
+async function request(path: string, init: RequestInit): Promise<unknown> {
+  let response: Response;
+  try {
+    response = await fetch(url(path), init);
+  } catch {
+    throw new ApiError("The service cannot be reached. Check your connection and retry.", 0);
+  }
+  let body: unknown = null;
+  try {
+    body = await response.json();
+  } catch {
+    body = null;
+  }
+  if (!response.ok) {
+    const detail =
+      typeof body === "object" && body !== null && "detail" in body && typeof body.detail === "string"
+        ? body.detail
+        : response.statusText;
+    throw new ApiError(`The service answered ${response.status}: ${detail}`, response.status);
+  }
+  return body;
+}
+
+/** Sends one chat message; `headers` carry the W3C trace context of the page's `api_call` span. */
+export async function sendChatMessage(
+  message: string,
+  conversationId: string | null,
+  headers: Record<string, string>,
+): Promise<ChatResponse> {
+  const body: Record<string, string> = { message };
+  if (conversationId !== null) {
+    body["conversation_id"] = conversationId;
+  }
+  return (await request("api/v1/chat", {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: JSON.stringify(body),
+  })) as ChatResponse;
+}
+
+/** Reads a conversation back from the service. */
+export async function loadConversation(conversationId: string): Promise<Conversation> {
+  return (await request(`api/v1/conversations/${encodeURIComponent(conversationId)}`, {
+    method: "GET",
+    headers: { accept: "application/json" },
+  })) as Conversation;
+}

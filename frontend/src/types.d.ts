@@ -1,0 +1,2 @@
+// esbuild bundles the CSS a page imports into <page>/main.css.
+declare module "*.css";

@@ -1,0 +1,270 @@
+"""The chat page in real Chromium against a real ``ha-agent-tracing serve``.
+
+The page's own tracker (``window.performanceTracker``) is read back from the
+browser; the service runs as a subprocess, as a user would start it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from ha_agent_tracing.agent._background import free_port
+
+from .agent_harness import serve_command
+from .browser import chromium, open_page, wait_until
+
+TOKEN = "page-test-token-0123456789"
+UI_OPERATIONS = ["add_user_message", "show_loading", "render_response"]
+
+
+def serve_env(**extra: str) -> dict[str, str]:
+    """A clean environment for `serve` on a free port, the reports API on."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OPENAI_", "HA_"))}
+    env.update(
+        {
+            "HA_AGENT_PORT": str(free_port()),
+            "HA_AGENT_MODEL_LATENCY_MS": "5",
+            "HA_AGENT_HOME_LATENCY_MS": "5",
+            "HA_AGENT_TRACING_REPORTS_API": "on",
+            "HA_AGENT_TRACING_API_TOKEN": TOKEN,
+            **extra,
+        }
+    )
+    return env
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with chromium() as launched:
+        yield launched
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    log = tmp_path_factory.mktemp("page") / "serve.log"
+    with serve_command(serve_env(), log, "--log-level", "warning") as base:
+        yield base
+
+
+def reports(page: Page, count: int) -> list[dict[str, Any]]:
+    """The page's reports, once there are ``count``."""
+    wait_until(page, f"window.performanceTracker.getReports().length >= {count}")
+    return page.evaluate("window.performanceTracker.getReports()")
+
+
+def send(page: Page, text: str, *, enter: bool = False) -> None:
+    box = page.get_by_label("Message")
+    box.fill(text)
+    if enter:
+        box.press("Enter")
+    else:
+        page.get_by_role("button", name="Send").click()
+
+
+def test_send_records_every_metric_of_the_document(browser: Browser, service: str) -> None:
+    """One send: the page's report has each metric with its metadata, and the console a [Performance] line."""
+    page, console = open_page(browser, f"{service}/")
+    send(page, "Turn off the kitchen light and tell me the temperature", enter=True)
+    [report] = reports(page, 1)
+    expect(page.get_by_role("log", name="Conversation")).to_contain_text("Kitchen Light is now off")
+
+    assert report["operation"] == "send_message"
+    assert re.fullmatch(r"[0-9a-f]{32}", report["traceId"])
+    names = [m["name"] for m in report["metrics"]]
+    assert names == [
+        "ui_update",
+        "ui_update",
+        "api_call",
+        "response_processing",
+        "ui_update",
+        "conversation_reload",
+    ]
+    ui = [m["metadata"] for m in report["metrics"] if m["name"] == "ui_update"]
+    assert [m["operation"] for m in ui] == UI_OPERATIONS
+    assert ui[0]["message_length"] == len("Turn off the kitchen light and tell me the temperature")
+    api = next(m for m in report["metrics"] if m["name"] == "api_call")["metadata"]
+    assert api["operation"] == "sendChatMessage"
+    assert api["success"] is True
+    assert re.fullmatch(r"conv_[0-9a-f]{16}", api["conversation_id"])
+    assert api["tool_calls_count"] == 2 and api["iterations"] == 2
+    assert api["tokens_used"] > 0 and api["response_time_ms"] > 0
+    reload = report["metrics"][-1]["metadata"]
+    assert reload["message_count"] == 2 and reload["conversation_id"] == api["conversation_id"]
+    for metric in report["metrics"]:
+        assert 0 <= metric["duration"] <= report["totalDuration"], metric
+    assert report["totalDuration"] >= sum(m["duration"] for m in report["metrics"]) - 1.0
+    assert abs(report["timestamp"] / 1000 - page.evaluate("Date.now()") / 1000) < 60
+
+    [line] = console.lines("[Performance]")
+    assert line.startswith(
+        f"[Performance] send_message {report['totalDuration']:.2f} ms (trace {report['traceId'][:8]}"
+    )
+    assert not console.errors(), console.errors()
+
+
+def test_document_queries_work_from_the_console(browser: Browser, service: str) -> None:
+    """window.performanceTracker answers the document's queries; a follow-up send does not reload."""
+    page, _ = open_page(browser, f"{service}/")
+    send(page, "Which lights are on?")
+    reports(page, 1)
+    send(page, "Thanks!")
+    second = reports(page, 2)[1]
+    assert "conversation_reload" not in [m["name"] for m in second["metrics"]]
+    assert page.evaluate("window.performanceTracker.getReportsForOperation('send_message').length") == 2
+    average = page.evaluate("window.performanceTracker.getAverageDuration('send_message')")
+    totals = [r["totalDuration"] for r in page.evaluate("window.performanceTracker.getReports()")]
+    assert average == pytest.approx(sum(totals) / 2)
+    exported = page.evaluate("JSON.parse(window.performanceTracker.exportReports())")
+    assert [r["traceId"] for r in exported] == [
+        r["traceId"] for r in page.evaluate("window.performanceTracker.getReports()")
+    ]
+
+
+def test_page_is_usable_by_keyboard_and_screen_reader(browser: Browser, service: str) -> None:
+    """Labelled input, named button, Enter sends, a live region, a sensible focus order."""
+    page, _ = open_page(browser, f"{service}/")
+    box = page.get_by_label("Message")
+    expect(box).to_be_focused()  # ready to type on load
+    log = page.get_by_role("log", name="Conversation")
+    assert log.get_attribute("aria-live") == "polite"
+    expect(page.get_by_role("status")).to_be_hidden()
+
+    page.mouse.click(5, 5)  # the page's top-left corner: Tab starts from the top
+    order = []
+    for _ in range(3):
+        page.keyboard.press("Tab")
+        order.append(page.evaluate("document.activeElement.id"))
+    assert order == ["new-conversation", "message", "send"]
+
+    page.keyboard.press("Shift+Tab")  # back to the input
+    page.keyboard.type("When the sun sets turn on the porch light")
+    page.keyboard.press("Enter")
+    expect(log).to_contain_text("draft automation")
+    expect(page.get_by_role("region", name="Draft automation")).to_be_visible()
+    expect(box).to_be_focused()  # focus stays where the user types
+    page.mouse.click(5, 5)
+    order = []
+    for _ in range(5):
+        page.keyboard.press("Tab")
+        order.append(page.evaluate("document.activeElement.id"))
+    assert order == ["new-conversation", "confirm", "cancel", "message", "send"]
+
+
+def test_confirm_sends_the_confirmation_and_new_conversation_starts_over(
+    browser: Browser, service: str
+) -> None:
+    """The preview's Confirm creates the automation; New conversation clears the list and reloads again."""
+    page, _ = open_page(browser, f"{service}/")
+    send(page, "When the sun sets turn on the porch light")
+    reports(page, 1)
+    page.get_by_role("button", name="Confirm").click()
+    reports(page, 2)
+    expect(page.get_by_role("region", name="Draft automation")).to_be_hidden()
+    log = page.get_by_role("log", name="Conversation")
+    expect(log.get_by_role("listitem")).to_have_count(4)
+    expect(log.get_by_role("listitem").nth(2)).to_have_text("You: confirm")
+
+    page.get_by_role("button", name="New conversation").click()
+    expect(log.get_by_role("listitem")).to_have_count(0)
+    send(page, "Hello there")
+    third = reports(page, 3)[2]
+    assert third["metrics"][-1]["name"] == "conversation_reload"
+    first_id = reports(page, 1)[0]["metrics"][2]["metadata"]["conversation_id"]
+    assert third["metrics"][2]["metadata"]["conversation_id"] != first_id
+
+
+def test_backend_down_shows_the_error_records_handle_error_and_retry_recovers(
+    browser: Browser, tmp_path: Path
+) -> None:
+    """With the service gone: a visible error, a handle_error metric, api_call failed; Retry works once it is back."""
+    env = serve_env()
+    with serve_command(env, tmp_path / "first.log", "--log-level", "warning") as base:
+        page, console = open_page(browser, f"{base}/")
+    send(page, "Which lights are on?")
+    [report] = reports(page, 1)
+    alert = page.get_by_role("alert")
+    expect(alert).to_be_visible()
+    expect(alert).to_contain_text("cannot be reached")
+    expect(page.get_by_role("status")).to_be_hidden()
+    names = [(m["name"], m["metadata"].get("operation")) for m in report["metrics"]]
+    assert names == [
+        ("ui_update", "add_user_message"),
+        ("ui_update", "show_loading"),
+        ("api_call", "sendChatMessage"),
+        ("ui_update", "handle_error"),
+    ]
+    api = report["metrics"][2]
+    assert api["metadata"]["success"] is False and api["status"] == "error"
+    assert api["metadata"]["status_code"] == 0
+    assert console.lines("[Performance] send_message")
+
+    with serve_command(env, tmp_path / "second.log", "--log-level", "warning"):
+        page.get_by_role("button", name="Retry").click()
+        retried = reports(page, 2)[1]
+    assert [m["name"] for m in retried["metrics"]][-1] == "conversation_reload"
+    expect(alert).to_be_hidden()
+    expect(page.get_by_role("log", name="Conversation").get_by_role("listitem")).to_have_count(2)
+
+
+def test_page_and_assets_are_served_with_their_types_and_without_reports(service: str) -> None:
+    """`/` is the page, its assets are under static/ with the right types; loading them makes no report."""
+    page = httpx.get(f"{service}/", timeout=10)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert 'src="static/chat/main.js"' in page.text
+    script = httpx.get(f"{service}/static/chat/main.js", timeout=10)
+    assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+    assert (
+        httpx.get(f"{service}/static/chat/main.css", timeout=10)
+        .headers["content-type"]
+        .startswith("text/css")
+    )
+    assert httpx.get(f"{service}/static/../pyproject.toml", timeout=10).status_code == 404
+    assert httpx.get(f"{service}/api/v1/conversations/nope", timeout=10).status_code == 404
+    assert httpx.get(f"{service}/api/v1/conversations/bad%20id", timeout=10).status_code == 422
+    found = httpx.get(
+        f"{service}/api/v1/performance/reports",
+        params={"operation": "GET /"},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=10,
+    ).json()
+    assert found["count"] == 0
+
+
+def test_demo_keep_serving_prints_the_page_url(tmp_path: Path) -> None:
+    """`demo --keep-serving` says where the chat page is, and the page is there while it serves."""
+    command = Path(sys.executable).parent / "ha-agent-tracing"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OPENAI_", "HA_"))}
+    out_path = tmp_path / "demo.out"
+    with out_path.open("w") as out:
+        process = subprocess.Popen(
+            [str(command), "demo", "--latency-ms", "0", "--keep-serving"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while "Serving until Ctrl-C" not in out_path.read_text():
+            assert process.poll() is None, out_path.read_text()
+            assert time.monotonic() < deadline, out_path.read_text()
+            time.sleep(0.2)
+        found = re.search(r"chat page (http://127\.0\.0\.1:\d+/) ", out_path.read_text())
+        assert found, out_path.read_text()
+        page = httpx.get(found.group(1), timeout=10)
+        assert page.status_code == 200 and 'id="composer"' in page.text
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(30)
