@@ -20,6 +20,15 @@ from ha_agent_tracing.reports._jaeger import (
     read_jaeger_trace,
     reports_from_otlp_spans,
 )
+from ha_agent_tracing.reports._otlp_json import (
+    OtlpEvent,
+    OtlpJsonError,
+    OtlpLimits,
+    OtlpLink,
+    OtlpSpan,
+    parse_otlp_json,
+    to_span_record,
+)
 from ha_agent_tracing.reports._otlp_traces import OtlpTracesError, TraceSpan, parse_traces_data
 from ha_agent_tracing.reports._processor import TRACER_NAME, ReportProcessor, is_tracked_metric
 from ha_agent_tracing.reports._records import SpanRecord, SpanSource
@@ -34,6 +43,11 @@ __all__ = [
     "HistoryReader",
     "HistoryUnavailable",
     "JaegerError",
+    "OtlpEvent",
+    "OtlpJsonError",
+    "OtlpLimits",
+    "OtlpLink",
+    "OtlpSpan",
     "OtlpTracesError",
     "Report",
     "ReportEntry",
@@ -49,9 +63,11 @@ __all__ = [
     "fold",
     "is_metric_span",
     "is_tracked_metric",
+    "parse_otlp_json",
     "parse_traces_data",
     "read_jaeger",
     "read_jaeger_trace",
     "reports_from_otlp_spans",
     "summarize",
+    "to_span_record",
 ]
