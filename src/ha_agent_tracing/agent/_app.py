@@ -31,6 +31,7 @@ from ha_agent_tracing.agent._errors import invalid_request
 from ha_agent_tracing.agent._home import EmbeddedHome, Home, RestHome
 from ha_agent_tracing.agent._model_server import create_model_app
 from ha_agent_tracing.agent._rate_limit import RateLimiter
+from ha_agent_tracing.agent._relay import install_relay
 from ha_agent_tracing.agent._reports_api import reports_router
 from ha_agent_tracing.agent._settings import AgentSettings, load_agent_settings
 from ha_agent_tracing.agent._web import install_web
@@ -218,4 +219,5 @@ def create_app(
             )
         app.include_router(reports_router(settings, tracker))
     install_web(app)
+    install_relay(app, settings)
     return app

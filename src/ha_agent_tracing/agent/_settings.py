@@ -101,6 +101,14 @@ AGENT_SETTINGS: tuple[Setting[Any], ...] = (
             "bearer token the performance endpoints require"),
     Setting("api_allow_loopback", ("HA_AGENT_TRACING_API_ALLOW_LOOPBACK",), boolean, False,
             "`true`: loopback clients may read the performance endpoints without a token (development)"),
+    Setting("telemetry_relay", ("HA_AGENT_TELEMETRY_RELAY",), choice("off", "on"), "on",
+            "`on` serves POST /api/v1/telemetry/traces, the chat page's span relay"),
+    Setting("telemetry_service_name", ("HA_AGENT_TELEMETRY_SERVICE_NAME",), text, "ai-automation-ui",
+            "the only `service.name` whose spans the relay accepts (the chat page's)"),
+    Setting("telemetry_max_spans", ("HA_AGENT_TELEMETRY_MAX_SPANS",), positive_int, 256,
+            "spans per relay request at most (more: 413); bodies are bounded by `HA_AGENT_MAX_BODY_BYTES`"),
+    Setting("telemetry_rate_limit", ("HA_AGENT_TELEMETRY_RATE_LIMIT",), positive_int, 120,
+            "relay requests per client per `HA_AGENT_RATE_LIMIT_WINDOW` (more: 429)"),
     CAPTURE_MESSAGE_CONTENT,
 )  # fmt: skip
 
@@ -135,6 +143,10 @@ class AgentSettings:
     reports_api: str
     api_token: str | None
     api_allow_loopback: bool
+    telemetry_relay: str
+    telemetry_service_name: str
+    telemetry_max_spans: int
+    telemetry_rate_limit: int
     capture_message_content: CaptureMode
 
     @property
