@@ -24,6 +24,7 @@ from ha_agent_tracing.agent._background import free_port
 
 from .agent_harness import serve_command
 from .browser import chromium, open_page, wait_until
+from .receivers import Rotel
 
 TOKEN = "page-test-token-0123456789"
 UI_OPERATIONS = ["add_user_message", "show_loading", "render_response"]
@@ -268,3 +269,73 @@ def test_demo_keep_serving_prints_the_page_url(tmp_path: Path) -> None:
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(30)
+
+
+def test_one_trace_from_the_click_to_the_tool_call_at_the_collector(browser: Browser, tmp_path: Path) -> None:
+    """Browser spans (via the relay) and server spans reach rotel as one trace with the right parents."""
+    with Rotel(tmp_path) as rotel:
+        env = serve_env(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=rotel.http_endpoint, OTEL_BSP_SCHEDULE_DELAY="100")
+        with serve_command(env, tmp_path / "serve.log", "--log-level", "warning") as base:
+            page, console = open_page(browser, f"{base}/")
+            send(page, "Turn off the kitchen light and tell me the temperature")
+            [report] = reports(page, 1)
+            trace_id = report["traceId"]
+            deadline = time.monotonic() + 20
+            while True:
+                spans = [s for s in rotel.spans() if s.trace_id == trace_id]
+                names = {s.name for s in spans}
+                if {"send_message", "conversation_reload", "POST /api/v1/chat", "tool_execution"} <= names:
+                    break
+                assert time.monotonic() < deadline, sorted(names)
+                time.sleep(0.2)
+    by_id = {s.span_id: s for s in spans}
+    browser_spans = [s for s in spans if s.resource.get("service.name") == "ai-automation-ui"]
+    server_spans = [s for s in spans if s.resource.get("service.name") == "ha-ai-agent-service"]
+    assert sorted(s.name for s in browser_spans) == sorted(
+        [
+            "send_message",
+            "ui_update",
+            "ui_update",
+            "ui_update",
+            "api_call",
+            "response_processing",
+            "conversation_reload",
+        ]
+    )
+    [root] = [s for s in browser_spans if s.name == "send_message"]
+    assert root.parent_id is None
+    assert all(s.parent_id == root.span_id for s in browser_spans if s is not root)
+    [api_call] = [s for s in browser_spans if s.name == "api_call"]
+    [server] = [s for s in server_spans if s.name == "POST /api/v1/chat"]
+    assert server.parent_id == api_call.span_id, "the chat request's server span is the api_call span's child"
+    assert api_call.start_ns <= server.start_ns and server.end_ns <= api_call.end_ns + 5_000_000
+    tools = [s for s in server_spans if s.name == "tool_execution"]
+    assert len(tools) == 2
+    for tool in tools:  # from the tool call up to the click
+        chain = [tool.name]
+        span = tool
+        while span.parent_id is not None:
+            span = by_id[span.parent_id]
+            chain.append(span.name)
+        assert chain[-3:] == ["POST /api/v1/chat", "api_call", "send_message"], chain
+    assert api_call.attributes["success"] is True and api_call.attributes["tool_calls_count"] == 2
+    assert not console.errors(), console.errors()
+
+
+def test_spans_leave_when_the_page_is_closed_before_the_batch_is_due(
+    browser: Browser, tmp_path: Path
+) -> None:
+    """Closing the tab right after a send still delivers its spans: the batch is flushed on page hide."""
+    with Rotel(tmp_path) as rotel:
+        env = serve_env(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=rotel.http_endpoint, OTEL_BSP_SCHEDULE_DELAY="100")
+        with serve_command(env, tmp_path / "serve.log", "--log-level", "warning") as base:
+            page, _ = open_page(browser, f"{base}/")
+            send(page, "Hello there")
+            [report] = reports(page, 1)
+            page.close(run_before_unload=True)  # well within the page's 1 s batch delay
+            deadline = time.monotonic() + 15
+            while not {"send_message", "api_call"} <= {
+                s.name for s in rotel.spans() if s.trace_id == report["traceId"]
+            }:
+                assert time.monotonic() < deadline, "the page's spans never arrived"
+                time.sleep(0.1)
