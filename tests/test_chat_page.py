@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from ha_agent_tracing.agent._background import free_port
 
 from .agent_harness import serve_command
 from .browser import chromium, open_page, wait_until
-from .receivers import Rotel
+from .receivers import ReceivedSpan, Rotel
 
 TOKEN = "page-test-token-0123456789"
 UI_OPERATIONS = ["add_user_message", "show_loading", "render_response"]
@@ -57,6 +58,26 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("page") / "serve.log"
     with serve_command(serve_env(), log, "--log-level", "warning") as base:
         yield base
+
+
+@contextmanager
+def exporting_service(tmp_path: Path) -> Iterator[tuple[str, Rotel]]:
+    """`serve` exporting its spans (and the relayed browser spans) to rotel; its URL and the receiver."""
+    with Rotel(tmp_path) as rotel:
+        env = serve_env(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=rotel.http_endpoint, OTEL_BSP_SCHEDULE_DELAY="100")
+        with serve_command(env, tmp_path / "serve.log", "--log-level", "warning") as base:
+            yield base, rotel
+
+
+def received(rotel: Rotel, trace_id: str, names: set[str], timeout_s: float = 20) -> list[ReceivedSpan]:
+    """The spans of a trace that rotel received, once spans of each name in ``names`` are among them."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        spans = [s for s in rotel.spans() if s.trace_id == trace_id]
+        if names <= {s.name for s in spans}:
+            return spans
+        assert time.monotonic() < deadline, f"missing {sorted(names - {s.name for s in spans})}"
+        time.sleep(0.1)
 
 
 def reports(page: Page, count: int) -> list[dict[str, Any]]:
@@ -273,21 +294,12 @@ def test_demo_keep_serving_prints_the_page_url(tmp_path: Path) -> None:
 
 def test_one_trace_from_the_click_to_the_tool_call_at_the_collector(browser: Browser, tmp_path: Path) -> None:
     """Browser spans (via the relay) and server spans reach rotel as one trace with the right parents."""
-    with Rotel(tmp_path) as rotel:
-        env = serve_env(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=rotel.http_endpoint, OTEL_BSP_SCHEDULE_DELAY="100")
-        with serve_command(env, tmp_path / "serve.log", "--log-level", "warning") as base:
-            page, console = open_page(browser, f"{base}/")
-            send(page, "Turn off the kitchen light and tell me the temperature")
-            [report] = reports(page, 1)
-            trace_id = report["traceId"]
-            deadline = time.monotonic() + 20
-            while True:
-                spans = [s for s in rotel.spans() if s.trace_id == trace_id]
-                names = {s.name for s in spans}
-                if {"send_message", "conversation_reload", "POST /api/v1/chat", "tool_execution"} <= names:
-                    break
-                assert time.monotonic() < deadline, sorted(names)
-                time.sleep(0.2)
+    with exporting_service(tmp_path) as (base, rotel):
+        page, console = open_page(browser, f"{base}/")
+        send(page, "Turn off the kitchen light and tell me the temperature")
+        [report] = reports(page, 1)
+        expected = {"send_message", "conversation_reload", "POST /api/v1/chat", "tool_execution"}
+        spans = received(rotel, report["traceId"], expected)
     by_id = {s.span_id: s for s in spans}
     browser_spans = [s for s in spans if s.resource.get("service.name") == "ai-automation-ui"]
     server_spans = [s for s in spans if s.resource.get("service.name") == "ha-ai-agent-service"]
@@ -326,16 +338,9 @@ def test_spans_leave_when_the_page_is_closed_before_the_batch_is_due(
     browser: Browser, tmp_path: Path
 ) -> None:
     """Closing the tab right after a send still delivers its spans: the batch is flushed on page hide."""
-    with Rotel(tmp_path) as rotel:
-        env = serve_env(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=rotel.http_endpoint, OTEL_BSP_SCHEDULE_DELAY="100")
-        with serve_command(env, tmp_path / "serve.log", "--log-level", "warning") as base:
-            page, _ = open_page(browser, f"{base}/")
-            send(page, "Hello there")
-            [report] = reports(page, 1)
-            page.close(run_before_unload=True)  # well within the page's 1 s batch delay
-            deadline = time.monotonic() + 15
-            while not {"send_message", "api_call"} <= {
-                s.name for s in rotel.spans() if s.trace_id == report["traceId"]
-            }:
-                assert time.monotonic() < deadline, "the page's spans never arrived"
-                time.sleep(0.1)
+    with exporting_service(tmp_path) as (base, rotel):
+        page, _ = open_page(browser, f"{base}/")
+        send(page, "Hello there")
+        [report] = reports(page, 1)
+        page.close(run_before_unload=True)  # well within the page's 1 s batch delay
+        received(rotel, report["traceId"], {"send_message", "api_call"})
