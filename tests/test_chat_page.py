@@ -20,8 +20,12 @@ from typing import Any
 import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
-from ha_agent_tracing.agent._background import free_port
+from ha_agent_tracing.agent._background import BackgroundServer, free_port
 
 from .agent_harness import serve_command
 from .browser import chromium, open_page, wait_until
@@ -344,3 +348,44 @@ def test_spans_leave_when_the_page_is_closed_before_the_batch_is_due(
         [report] = reports(page, 1)
         page.close(run_before_unload=True)  # well within the page's 1 s batch delay
         received(rotel, report["traceId"], {"send_message", "api_call"})
+
+
+def ingress_proxy(upstream: str, prefix: str) -> Starlette:
+    """A reverse proxy that serves ``upstream`` under ``prefix`` and strips it, as Home Assistant ingress does."""
+
+    async def forward(request: Request) -> Response:
+        path = request.url.path.removeprefix(prefix.rstrip("/"))
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
+        async with httpx.AsyncClient(base_url=upstream, timeout=30) as client:
+            answer = await client.request(
+                request.method,
+                path or "/",
+                params=request.query_params,
+                headers=headers,
+                content=await request.body(),
+            )
+        passed = {
+            k: v
+            for k, v in answer.headers.items()
+            if k.lower() not in ("content-length", "content-encoding", "transfer-encoding")
+        }
+        return Response(answer.content, status_code=answer.status_code, headers=passed)
+
+    return Starlette(routes=[Route(prefix.rstrip("/") + "/{path:path}", forward, methods=["GET", "POST"])])
+
+
+def test_the_page_works_under_an_ingress_prefix(browser: Browser, service: str) -> None:
+    """Behind a proxy that serves it under /api/hassio_ingress/<token>/ the page loads, sends and reloads."""
+    prefix = "/api/hassio_ingress/Zm9vYmFy/"
+    with BackgroundServer(ingress_proxy(service, prefix)) as proxy:
+        page, console = open_page(browser, f"{proxy.url}{prefix}")
+        requested: list[str] = []
+        page.on("request", lambda r: requested.append(r.url))
+        send(page, "Which lights are on?")
+        [report] = reports(page, 1)
+        assert [m["name"] for m in report["metrics"]][-1] == "conversation_reload"
+        expect(page.get_by_role("log", name="Conversation")).to_contain_text("Kitchen Light is on")
+        page.evaluate("window.performanceTracker.forceFlush()")
+        assert all(url.startswith(f"{proxy.url}{prefix}") for url in requested), requested
+        assert any(url.endswith("api/v1/telemetry/traces") for url in requested), requested
+    assert not console.errors(), console.errors()
