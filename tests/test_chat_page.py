@@ -179,6 +179,8 @@ def test_page_is_usable_by_keyboard_and_screen_reader(browser: Browser, service:
     page.keyboard.press("Enter")
     expect(log).to_contain_text("draft automation")
     expect(page.get_by_role("region", name="Draft automation")).to_be_visible()
+    reports(page, 1)  # the send is over: its buttons are enabled again
+    expect(page.get_by_role("button", name="Confirm")).to_be_enabled()
     expect(box).to_be_focused()  # focus stays where the user types
     page.mouse.click(5, 5)
     order = []
