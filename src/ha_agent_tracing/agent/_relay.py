@@ -35,7 +35,7 @@ from ha_agent_tracing._setup import get_runtime
 from ha_agent_tracing.agent._rate_limit import RateLimiter
 from ha_agent_tracing.agent._settings import AgentSettings
 from ha_agent_tracing.reports import OtlpJsonError, OtlpLimits, OtlpSpan, parse_otlp_json
-from ha_agent_tracing.telemetry import forward_spans
+from ha_agent_tracing.telemetry._forward import forward_spans
 
 __all__ = ["BROWSER_TRACER_NAME", "RelayStats", "install_relay", "relay_router"]
 

@@ -6,7 +6,7 @@ bounds and accounting; nothing here opens a connection of its own, and nothing
 in the payload chooses where spans go. Each span keeps its own resource
 (``service.name`` of the page) and instrumentation scope::
 
-    from ha_agent_tracing.telemetry import forward_spans
+    from ha_agent_tracing.telemetry._forward import forward_spans
 
     forwarded = forward_spans(runtime.exporters, parse_otlp_json(body))
 """
