@@ -177,7 +177,7 @@ def test_page_is_usable_by_keyboard_and_screen_reader(browser: Browser, service:
     page.keyboard.press("Shift+Tab")  # back to the input
     page.keyboard.type("When the sun sets turn on the porch light")
     page.keyboard.press("Enter")
-    expect(log).to_contain_text("draft automation")
+    expect(log).to_contain_text("preview_automation")
     expect(page.get_by_role("region", name="Draft automation")).to_be_visible()
     reports(page, 1)  # the send is over: its buttons are enabled again
     expect(page.get_by_role("button", name="Confirm")).to_be_enabled()
