@@ -393,3 +393,34 @@ def test_the_page_works_under_an_ingress_prefix(browser: Browser, service: str) 
         assert all(url.startswith(f"{proxy.url}{prefix}") for url in requested), requested
         assert any(url.endswith("api/v1/telemetry/traces") for url in requested), requested
     assert not console.errors(), console.errors()
+
+
+def test_the_backend_report_of_the_trace_holds_the_browser_metrics(browser: Browser, service: str) -> None:
+    """GET /api/v1/performance/reports/{trace_id}: the page's metrics (source browser) beside the server's."""
+    page, _ = open_page(browser, f"{service}/")
+    send(page, "Turn off the kitchen light and tell me the temperature")
+    [report] = reports(page, 1)
+    page.evaluate("window.performanceTracker.forceFlush()")
+    url = f"{service}/api/v1/performance/reports/{report['traceId']}"
+    deadline = time.monotonic() + 15
+    while True:
+        answer = httpx.get(url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+        if answer.status_code == 200 and any(m["source"] == "browser" for m in answer.json()["metrics"]):
+            break
+        assert time.monotonic() < deadline, answer.text
+        time.sleep(0.1)
+    backend = answer.json()
+    assert backend["operation"] == "chat_request" and backend["trace_id"] == report["traceId"]
+    from_page = [m for m in backend["metrics"] if m["source"] == "browser"]
+    assert [m["name"] for m in from_page] == ["send_message", *(m["name"] for m in report["metrics"])]
+    assert from_page[0]["duration"] == pytest.approx(report["totalDuration"], abs=0.01)
+    for joined, recorded in zip(from_page[1:], report["metrics"], strict=True):
+        assert joined["metadata"] == recorded["metadata"], joined["name"]
+        assert joined["duration"] == pytest.approx(recorded["duration"], abs=0.01)
+        assert joined["parent"] == "send_message"
+    server_names = [m["name"] for m in backend["metrics"] if m["source"] == "server"]
+    assert {"rate_limit_check", "openai_api_call", "tool_execution"} <= set(server_names)
+    # Ordered by start: the click comes first, the server's work inside the api_call.
+    names = [m["name"] for m in backend["metrics"]]
+    assert names[0] == "send_message"
+    assert names.index("api_call") < names.index("rate_limit_check") < names.index("response_processing")

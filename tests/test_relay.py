@@ -85,6 +85,7 @@ def post(agent: Agent, body: bytes | dict[str, Any], **headers: str) -> httpx.Re
 
 @pytest.fixture(scope="module")
 def agent() -> Any:
+    """One service for the tests of what the relay refuses (tracing itself is reset after each test)."""
     with running_agent() as running:
         yield running
 
@@ -172,11 +173,15 @@ def test_the_relay_can_be_turned_off() -> None:
         assert post(agent, browser_payload()).status_code == 404
 
 
-def test_relay_requests_are_not_traced(agent: Agent) -> None:
-    before = len(agent.spans())
-    assert post(agent, browser_payload()).status_code == 200
-    assert post(agent, b"garbage").status_code == 400
-    assert len(agent.spans()) == before
+def test_relay_requests_are_not_traced() -> None:
+    with running_agent() as agent:
+        assert agent.chat("Hello").status_code == 200
+        agent.reports(1)
+        before = len(agent.spans())
+        assert before > 0, "the service is traced"
+        assert post(agent, browser_payload()).status_code == 200
+        assert post(agent, b"garbage").status_code == 400
+        assert len(agent.spans()) == before
 
 
 def test_accepted_spans_reach_the_collector_and_refused_ones_never_do(tmp_path: Path) -> None:
@@ -209,3 +214,43 @@ def test_accepted_spans_reach_the_collector_and_refused_ones_never_do(tmp_path: 
     assert by_id[sent[1]["spanId"]].attributes == {"operation": "add_user_message", "message_length": 12}
     refused_traces = {s["traceId"] for s in refused["resourceSpans"][0]["scopeSpans"][0]["spans"]}
     assert not [s for s in rotel.spans() if s.trace_id in refused_traces]
+
+
+def test_accepted_spans_join_the_report_of_their_trace() -> None:
+    """The page's spans become source=browser metrics of the server's report of the same trace."""
+    with running_agent() as agent:
+        _join(agent)
+
+
+def _join(agent: Agent) -> None:
+    payload = browser_payload(spans=3)
+    spans = payload["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    trace_id, api_call = spans[0]["traceId"], spans[1]["spanId"]
+    answer = agent.chat("Which lights are on?", headers={"traceparent": f"00-{trace_id}-{api_call}-01"})
+    assert answer.status_code == 200
+    [report] = [r for r in agent.reports(1) if r["trace_id"] == trace_id]
+    assert all(m["source"] == "server" for m in report["metrics"])
+    before = agent.app.state.relay_stats.snapshot().get("joined_spans", 0)
+    assert post(agent, payload).status_code == 200
+    assert agent.app.state.relay_stats.snapshot()["joined_spans"] == before + 3
+    joined = agent.api(f"/reports/{trace_id}").json()
+    browser = [m for m in joined["metrics"] if m["source"] == "browser"]
+    assert [m["name"] for m in browser] == ["send_message", "ui_update", "ui_update"]
+    assert browser[1]["metadata"] == {"operation": "add_user_message", "message_length": 12}
+    assert browser[1]["parent"] == "send_message"
+    assert joined["operation"] == "chat_request"
+    assert {m["name"] for m in joined["metrics"] if m["source"] == "server"} >= {
+        "rate_limit_check",
+        "openai_api_call",
+    }
+
+
+def test_spans_of_a_trace_the_service_never_saw_make_their_own_report() -> None:
+    """The page's root and metrics alone (the chat request failed to arrive): a browser-only report."""
+    payload = browser_payload(spans=2)
+    trace_id = payload["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["traceId"]
+    with running_agent() as agent:
+        assert post(agent, payload).status_code == 200
+        report = agent.api(f"/reports/{trace_id}").json()
+    assert report["operation"] == "send_message"
+    assert [(m["name"], m["source"]) for m in report["metrics"]] == [("ui_update", "browser")]

@@ -34,7 +34,7 @@ from ha_agent_tracing._internal import InternalErrors
 from ha_agent_tracing._setup import get_runtime
 from ha_agent_tracing.agent._rate_limit import RateLimiter
 from ha_agent_tracing.agent._settings import AgentSettings
-from ha_agent_tracing.reports import OtlpJsonError, OtlpLimits, OtlpSpan, parse_otlp_json
+from ha_agent_tracing.reports import OtlpJsonError, OtlpLimits, OtlpSpan, parse_otlp_json, to_span_record
 from ha_agent_tracing.telemetry._forward import forward_spans
 
 __all__ = ["BROWSER_TRACER_NAME", "RelayStats", "install_relay", "relay_router"]
@@ -137,3 +137,10 @@ def _deliver(spans: list[OtlpSpan], stats: RelayStats) -> None:
         return
     if runtime.exporters:
         stats.add(forwarded_spans=forward_spans(runtime.exporters, spans))
+    if runtime.processor is not None:
+        # The tracker's spans are the page's metrics; any other span of the page stays in the trace only.
+        records = [
+            to_span_record(span, source="browser", is_metric=span.scope_name == BROWSER_TRACER_NAME)
+            for span in spans
+        ]
+        stats.add(joined_spans=runtime.processor.add_records(records))

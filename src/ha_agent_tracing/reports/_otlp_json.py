@@ -574,4 +574,5 @@ def to_span_record(span: OtlpSpan, *, source: SpanSource = "server", is_metric: 
         kind="internal" if span.kind == "unspecified" else span.kind,
         parent_is_remote=bool(span.parent_is_remote),
         source=source,
+        sampled=span.sampled,
     )
