@@ -61,7 +61,9 @@ def test_every_documented_metric_with_its_metadata() -> None:
         "tokens_used",
         "response_time_ms",
         "truncated",
+        "awaiting_confirmation",
     }
+    assert body["awaiting_confirmation"] is None
     assert body["conversation_id"] == "conv_a"
     assert body["iterations"] == 2
     assert [c["name"] for c in body["tool_calls"]] == ["call_service", "get_entity_states"]
@@ -282,13 +284,25 @@ def test_history_is_truncated_to_the_token_budget() -> None:
 def test_a_draft_automation_is_pending_until_confirmed() -> None:
     """preview_automation leaves a pending preview; 'confirm' creates it and the answer says so."""
     with running_agent() as agent:
-        agent.chat("When the sun sets turn on the porch light", "auto")
-        answer = agent.chat("confirm", "auto").json()["message"]
+        drafted = agent.chat("When the sun sets turn on the porch light", "auto").json()
+        confirmed = agent.chat("confirm", "auto").json()
+        answer = confirmed["message"]
         reports = agent.reports(2)
+    assert (
+        drafted["awaiting_confirmation"]
+        == 'create the automation "When the sun sets turn on the porch light"'
+    )
+    assert confirmed["awaiting_confirmation"] is None
     checks = [by_name(r)["pending_preview_check"][0]["metadata"] for r in reports]
     assert checks == [
-        {"has_pending_preview": False, "confirmed": False},
-        {"has_pending_preview": True, "confirmed": True, "preview_kind": "automation", "executed": True},
+        {"has_pending_preview": False, "confirmed": False, "cancelled": False},
+        {
+            "has_pending_preview": True,
+            "confirmed": True,
+            "cancelled": False,
+            "preview_kind": "automation",
+            "executed": True,
+        },
     ]
     assert "created automation.when_the_sun_sets_turn_on_the_porch_light" in answer
 

@@ -178,7 +178,7 @@ def test_page_is_usable_by_keyboard_and_screen_reader(browser: Browser, service:
     page.keyboard.type("When the sun sets turn on the porch light")
     page.keyboard.press("Enter")
     expect(log).to_contain_text("preview_automation")
-    expect(page.get_by_role("region", name="Draft automation")).to_be_visible()
+    expect(page.get_by_role("region", name="Confirmation needed")).to_be_visible()
     reports(page, 1)  # the send is over: its buttons are enabled again
     expect(page.get_by_role("button", name="Confirm")).to_be_enabled()
     expect(box).to_be_focused()  # focus stays where the user types
@@ -197,12 +197,17 @@ def test_confirm_sends_the_confirmation_and_new_conversation_starts_over(
     page, _ = open_page(browser, f"{service}/")
     send(page, "When the sun sets turn on the porch light")
     reports(page, 1)
+    region = page.get_by_role("region", name="Confirmation needed")
+    expect(region).to_contain_text("The agent is ready to create the automation")
     page.get_by_role("button", name="Confirm").click()
     reports(page, 2)
-    expect(page.get_by_role("region", name="Draft automation")).to_be_hidden()
+    expect(region).to_be_hidden()
     log = page.get_by_role("log", name="Conversation")
     expect(log.get_by_role("listitem")).to_have_count(4)
     expect(log.get_by_role("listitem").nth(2)).to_have_text("You: confirm")
+    expect(log.get_by_role("listitem").nth(3)).to_contain_text(
+        "automation."
+    )  # the entity Home Assistant made
 
     page.get_by_role("button", name="New conversation").click()
     expect(log.get_by_role("listitem")).to_have_count(0)
@@ -211,6 +216,37 @@ def test_confirm_sends_the_confirmation_and_new_conversation_starts_over(
     assert third["metrics"][-1]["name"] == "conversation_reload"
     first_id = reports(page, 1)[0]["metrics"][2]["metadata"]["conversation_id"]
     assert third["metrics"][2]["metadata"]["conversation_id"] != first_id
+
+
+def test_a_risky_service_waits_for_confirm_and_cancel_drops_it(browser: Browser, service: str) -> None:
+    """Opening the garage door waits in the confirmation panel; Cancel sends "cancel" and nothing is left pending."""
+    page, _ = open_page(browser, f"{service}/")
+    send(page, "Open the garage door")
+    first = reports(page, 1)[0]
+    region = page.get_by_role("region", name="Confirmation needed")
+    expect(region).to_contain_text("The agent is ready to call cover.open_cover on cover.garage_door")
+    assert (
+        next(m for m in first["metrics"] if m["name"] == "response_processing")["metadata"]["has_preview"]
+        is True
+    )
+    page.get_by_role("button", name="Cancel").click()
+    second = reports(page, 2)[1]
+    expect(region).to_be_hidden()
+    expect(page.get_by_role("log", name="Conversation").get_by_role("listitem").nth(2)).to_have_text(
+        "You: cancel"
+    )
+    assert (
+        next(m for m in second["metrics"] if m["name"] == "response_processing")["metadata"]["has_preview"]
+        is False
+    )
+    conversation = second["metrics"][2]["metadata"]["conversation_id"]
+    answer = httpx.post(
+        f"{service}/api/v1/chat", json={"message": "yes", "conversation_id": conversation}, timeout=30
+    )
+    assert answer.json()["awaiting_confirmation"] is None
+    assert not [c for c in answer.json()["tool_calls"] if c["id"] == "confirmed_preview"], (
+        "nothing left to confirm"
+    )
 
 
 def test_backend_down_shows_the_error_records_handle_error_and_retry_recovers(

@@ -14,6 +14,8 @@ export interface ChatResponse {
   iterations: number;
   tokens_used: number;
   response_time_ms: number;
+  /** What a pending action would do, while it waits for "confirm" or "cancel" (a draft automation, a lock). */
+  awaiting_confirmation?: string | null;
 }
 
 export interface ConversationMessage {

@@ -30,6 +30,7 @@ const errorBox = element<HTMLElement>("error");
 const errorText = element<HTMLElement>("error-text");
 const retry = element<HTMLButtonElement>("retry");
 const preview = element<HTMLElement>("preview");
+const previewText = element<HTMLElement>("preview-text");
 const confirmButton = element<HTMLButtonElement>("confirm");
 const cancelButton = element<HTMLButtonElement>("cancel");
 const newConversation = element<HTMLButtonElement>("new-conversation");
@@ -71,13 +72,13 @@ function setBusy(value: boolean): void {
 interface View {
   text: string;
   tools: string[];
-  hasPreview: boolean;
+  /** What waits for the user's confirmation, if anything. */
+  confirmation: string | null;
 }
 
 function toView(response: ChatResponse): View {
   const tools = response.tool_calls.map((call) => (call.success ? call.name : `${call.name} (failed)`));
-  const hasPreview = response.tool_calls.some((call) => call.name === "preview_automation" && call.success);
-  return { text: response.message, tools, hasPreview };
+  return { text: response.message, tools, confirmation: response.awaiting_confirmation ?? null };
 }
 
 async function reload(op: Operation, id: string): Promise<void> {
@@ -140,7 +141,7 @@ async function handleSend(text: string): Promise<void> {
       metric.update({
         message_length: result.text.length,
         tool_calls_count: result.tools.length,
-        has_preview: result.hasPreview,
+        has_preview: result.confirmation !== null,
       });
       return result;
     });
@@ -149,8 +150,9 @@ async function handleSend(text: string): Promise<void> {
       const answer = bubble("assistant", view.text, view.tools);
       list.append(answer);
       toolNotes.push(view.tools);
-      preview.hidden = !view.hasPreview;
-      (view.hasPreview ? preview : answer).scrollIntoView({ block: "nearest" });
+      previewText.textContent = view.confirmation === null ? "" : `The agent is ready to ${view.confirmation}.`;
+      preview.hidden = view.confirmation === null;
+      (view.confirmation === null ? answer : preview).scrollIntoView({ block: "nearest" });
     });
     conversationId = response.conversation_id;
     if (isNew) {

@@ -50,6 +50,7 @@ __all__ = ["ChatResult", "ChatService", "ModelError", "RateLimited"]
 logger = logging.getLogger("ha_agent_tracing.agent")
 
 _CONFIRMATION = re.compile(r"^\s*(yes|confirm|create it|do it|ok)\b", re.IGNORECASE)
+_CANCELLATION = re.compile(r"^\s*(no|cancel|stop|don't|do not)\b", re.IGNORECASE)
 
 _DEADLINE_GRACE_S = 0.25
 
@@ -75,6 +76,8 @@ class ChatResult(BaseModel):
     tokens_used: int | None
     response_time_ms: float
     truncated: bool = False
+    awaiting_confirmation: str | None = None
+    """What the conversation's pending preview would do, while it waits for "confirm" (or "cancel")."""
 
 
 class ChatService:
@@ -154,7 +157,10 @@ class ChatService:
         with track("pending_preview_check") as metric:
             pending = conversation.pending_preview
             confirmed = pending is not None and bool(_CONFIRMATION.match(message))
-            metric.update(has_pending_preview=pending is not None, confirmed=confirmed)
+            cancelled = pending is not None and not confirmed and bool(_CANCELLATION.match(message))
+            metric.update(has_pending_preview=pending is not None, confirmed=confirmed, cancelled=cancelled)
+            if cancelled:
+                conversation.pending_preview = None
             outcome = ""
             if confirmed and pending is not None:
                 conversation.pending_preview = None
@@ -173,6 +179,8 @@ class ChatService:
                     f"\n\nThe user confirmed: {describe_preview(pending)}. "
                     f"Home Assistant's outcome: {outcome}. Tell the user exactly this outcome."
                 )
+            elif cancelled and pending is not None:
+                system += f"\n\nThe user cancelled: {describe_preview(pending)}. Nothing was done; say so."
             elif conversation.pending_preview is not None:
                 waiting = conversation.pending_preview
                 system += (
@@ -258,6 +266,9 @@ class ChatService:
             tokens_used=total,
             response_time_ms=(time.perf_counter() - started) * 1000,
             truncated=truncated,
+            awaiting_confirmation=(
+                describe_preview(conversation.pending_preview) if conversation.pending_preview else None
+            ),
         )
 
     async def _execute_preview(self, preview: dict[str, Any]) -> tuple[str, bool]:
