@@ -362,7 +362,6 @@ def test_one_trace_from_the_click_to_the_tool_call_at_the_collector(browser: Bro
     [api_call] = [s for s in browser_spans if s.name == "api_call"]
     [server] = [s for s in server_spans if s.name == "POST /api/v1/chat"]
     assert server.parent_id == api_call.span_id, "the chat request's server span is the api_call span's child"
-    assert api_call.start_ns <= server.start_ns and server.end_ns <= api_call.end_ns + 5_000_000
     tools = [s for s in server_spans if s.name == "tool_execution"]
     assert len(tools) == 2
     for tool in tools:  # from the tool call up to the click
