@@ -52,8 +52,8 @@ def browser_payload(trace_id: str | None = None, spans: int = 2, service: str = 
                 "parentSpanId": root,
                 "name": "ui_update",
                 "kind": 1,
-                "startTimeUnixNano": str(t0 + n * 1_000_000),
-                "endTimeUnixNano": str(t0 + n * 1_000_000 + 500_000),
+                "startTimeUnixNano": str(t0 + (n + 1) * 1_000_000),
+                "endTimeUnixNano": str(t0 + (n + 1) * 1_000_000 + 500_000),
                 "attributes": [
                     {"key": "operation", "value": {"stringValue": "add_user_message"}},
                     {"key": "message_length", "value": {"intValue": 12}},
