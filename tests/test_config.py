@@ -121,7 +121,7 @@ BAD_VALUES = [
     ("OTEL_TRACES_SAMPLER_ARG", "half", "sampler_arg", 1.0),
     ("OTEL_BSP_SCHEDULE_DELAY", "0", "bsp_schedule_delay_ms", 5000),
     ("OTEL_BSP_MAX_QUEUE_SIZE", "-1", "bsp_max_queue_size", 2048),
-    ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "lots", "bsp_max_export_batch_size", 512),
+    ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "lots", "bsp_max_export_batch_size", 64),
     ("OTEL_BSP_EXPORT_TIMEOUT", "1e3", "bsp_export_timeout_ms", 30_000),
     ("OTEL_SDK_DISABLED", "1", "sdk_disabled", False),
     ("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "-3", "attribute_value_length_limit", None),

@@ -203,8 +203,8 @@ BSP_MAX_EXPORT_BATCH_SIZE = Setting(
     "bsp_max_export_batch_size",
     ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE",),
     positive_int,
-    512,
-    "spans per export request",
+    64,
+    "spans per export request (the SDK's default is 512; smaller batches spare requests' tail latency)",
 )
 BSP_EXPORT_TIMEOUT_MS = Setting(
     "bsp_export_timeout_ms",
