@@ -148,11 +148,11 @@ class ReportEntry:
             return self._ready
         trace, root = self._trace, self._root
         assert trace is not None and root is not None
-        records = trace.records[:]  # a snapshot: appends under the processor's lock do not disturb it
         cut, roots = trace.cut, len(trace.root_ids)
         cached = self._cached
-        if cached is not None and cached[0] == len(records) and cached[1] == cut and cached[2] == roots:
-            return cached[3]
+        if cached is not None and cached[0] == len(trace.records) and cached[1] == cut and cached[2] == roots:
+            return cached[3]  # records only grow: the same count is the same records
+        records = trace.records[:]  # a snapshot: spans appended meanwhile wait for the next read
         try:
             report = _fold.fold(root, trace.spans_of(root.span_id, records), truncated_spans=cut)
         except Exception as exc:  # noqa: BLE001 - a broken record must not break the query

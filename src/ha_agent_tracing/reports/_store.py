@@ -222,7 +222,11 @@ def _start_ns(entry: ReportEntry) -> int:
 def _copy_metric(metric: ReportMetric) -> ReportMetric:
     copied = metric.copy()
     metadata = metric["metadata"]
-    copied["metadata"] = {k: v[:] if type(v) is list else v for k, v in metadata.items()}  # pyright: ignore[reportUnknownVariableType]
+    # Lists (from sequence attributes) are the only mutable values; most metadata has none.
+    if list in map(type, metadata.values()):
+        copied["metadata"] = {k: v[:] if type(v) is list else v for k, v in metadata.items()}  # pyright: ignore[reportUnknownVariableType]
+    else:
+        copied["metadata"] = metadata.copy()
     return copied
 
 
