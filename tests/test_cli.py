@@ -60,6 +60,27 @@ def test_demo_prints_the_metric_table_from_real_requests() -> None:
     assert "2 tool call(s)" in out, "the demo shows two tools in one turn"
 
 
+def test_a_second_demo_summarises_its_own_requests_not_the_history_of_the_first() -> None:
+    """The report history keeps the first run's reports; the second run's table counts only its own 17."""
+    command = shutil.which("ha-agent-tracing", path=str(Path(sys.executable).parent))
+    assert command is not None
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OPENAI_", "HA_"))}
+    for _ in range(2):
+        result = subprocess.run(
+            [command, "demo", "--latency-ms", "1"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+    table = result.stdout.split("Where the time of a chat request goes")[1]
+    row = re.search(r"\nrate_limit_check +(\d+) ", table)
+    assert row is not None, table
+    assert row.group(1) == "17", table
+
+
 def test_unknown_command_is_a_usage_error() -> None:
     """A typo exits 2 with usage, not a traceback."""
     result = subprocess.run(
