@@ -30,13 +30,13 @@ METRICS = [
 ]
 
 
-def test_demo_prints_the_metric_table_from_real_requests() -> None:
-    """`ha-agent-tracing demo` runs offline, answers every message, refuses one, prints each metric."""
+def _run_demo(latency_ms: int) -> str:
+    """``ha-agent-tracing demo`` in a subprocess with none of the OTEL_/OPENAI_/HA_ variables; its output."""
     command = shutil.which("ha-agent-tracing", path=str(Path(sys.executable).parent))
     assert command is not None
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OPENAI_", "HA_"))}
     result = subprocess.run(
-        [command, "demo", "--latency-ms", "5"],
+        [command, "demo", "--latency-ms", str(latency_ms)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -44,7 +44,12 @@ def test_demo_prints_the_metric_table_from_real_requests() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    out = result.stdout
+    return result.stdout
+
+
+def test_demo_prints_the_metric_table_from_real_requests() -> None:
+    """`ha-agent-tracing demo` runs offline, answers every message, refuses one, prints each metric."""
+    out = _run_demo(5)
     assert "[17/17] 429" in out or " 429 " in out
     assert "16 answered, 1 rate limited" in out
     table = out.split("Where the time of a chat request goes")[1]
@@ -62,20 +67,9 @@ def test_demo_prints_the_metric_table_from_real_requests() -> None:
 
 def test_a_second_demo_summarises_its_own_requests_not_the_history_of_the_first() -> None:
     """The report history keeps the first run's reports; the second run's table counts only its own 17."""
-    command = shutil.which("ha-agent-tracing", path=str(Path(sys.executable).parent))
-    assert command is not None
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OPENAI_", "HA_"))}
-    for _ in range(2):
-        result = subprocess.run(
-            [command, "demo", "--latency-ms", "1"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=env,
-            check=False,
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
-    table = result.stdout.split("Where the time of a chat request goes")[1]
+    _run_demo(1)
+    out = _run_demo(1)
+    table = out.split("Where the time of a chat request goes")[1]
     row = re.search(r"\nrate_limit_check +(\d+) ", table)
     assert row is not None, table
     assert row.group(1) == "17", table
