@@ -235,3 +235,40 @@ def test_history_written_directly_is_merged_with_memory_once(tmp_path: Path) -> 
         history.flush()
         listing = agent.api("/reports?since=0").json()
     assert [r["trace_id"] for r in listing["reports"]] == [f"{99:032x}", live["trace_id"]]
+
+
+def test_the_pages_spans_reach_the_history(tmp_path: Path) -> None:
+    """Spans the browser sends through the relay are kept in history like the server's.
+
+    Both kinds: the page's metrics joining the server's report of the same trace
+    (amended after the report was first written), and a browser-only report of a
+    trace the service never saw. Read back from the file with a reader of its
+    own, after the service has stopped.
+    """
+    from ha_agent_tracing.reports._history import HistoryReader
+
+    from .test_relay import browser_payload, post
+
+    path = tmp_path / "history.sqlite3"
+    joined_payload = browser_payload(spans=3)
+    spans = joined_payload["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    joined_trace, api_call = spans[0]["traceId"], spans[1]["spanId"]
+    alone_payload = browser_payload(spans=2)
+    alone_trace = alone_payload["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["traceId"]
+    with running_agent(tracing={"history_path": str(path)}) as agent:
+        traceparent = f"00-{joined_trace}-{api_call}-01"
+        assert agent.chat("Which lights are on?", headers={"traceparent": traceparent}).status_code == 200
+        agent.reports(1)
+        history_of(agent).flush()
+        assert post(agent, joined_payload).status_code == 200
+        assert post(agent, alone_payload).status_code == 200
+    reader = HistoryReader(path)
+    joined = reader.get(joined_trace)
+    alone = reader.get(alone_trace)
+    assert joined is not None, "the chat request's report is in the file"
+    by_source = sorted((m["source"], m["name"]) for m in joined["metrics"])
+    assert [n for s, n in by_source if s == "browser"] == ["send_message", "ui_update", "ui_update"]
+    assert ("server", "openai_api_call") in by_source
+    assert alone is not None, "the browser-only report is in the file"
+    assert alone["operation"] == "send_message"
+    assert [(m["name"], m["source"]) for m in alone["metrics"]] == [("ui_update", "browser")]
