@@ -171,6 +171,50 @@ def test_per_client_rate_limit_answers_429_with_retry_after() -> None:
 def test_the_relay_can_be_turned_off() -> None:
     with running_agent(telemetry_relay="off") as agent:
         assert post(agent, browser_payload()).status_code == 404
+        assert agent.api("/stats").json()["relay"] is None
+
+
+def test_the_stats_endpoint_counts_what_the_relay_accepted_and_refused_and_why() -> None:
+    """Good and bad batches over HTTP; GET /api/v1/performance/stats shows each under ``relay``."""
+    reasons = ["media_type", "compressed", "rate_limited", "too_large", "invalid", "service"]
+    with running_agent(telemetry_max_spans=5, telemetry_rate_limit=5) as agent:
+        counters = ["requests", "accepted_requests", "accepted_spans", "forwarded_spans", "joined_spans"]
+        counters += ["rejected_requests", "internal_errors"]
+        assert agent.api("/stats").json()["relay"] == {
+            **dict.fromkeys(counters, 0),
+            "rejected": dict.fromkeys(reasons, 0),
+        }
+        statuses = [
+            post(agent, browser_payload(spans=3)).status_code,
+            post(agent, browser_payload(spans=2)).status_code,
+            post(agent, b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "x"}]}]}]}').status_code,
+            post(agent, browser_payload(service="somebody-else")).status_code,
+            post(agent, browser_payload(spans=6)).status_code,
+            post(agent, browser_payload(), **{"content-type": "text/plain"}).status_code,
+            post(agent, browser_payload(), **{"content-encoding": "gzip"}).status_code,
+            post(agent, browser_payload()).status_code,  # the sixth through the rate limiter
+        ]
+        assert statuses == [200, 200, 400, 400, 413, 415, 415, 429]
+        answer = agent.api("/stats")
+    assert answer.status_code == 200
+    assert answer.json()["relay"] == {
+        "requests": 8,
+        "accepted_requests": 2,
+        "accepted_spans": 5,
+        "forwarded_spans": 0,  # export is off in this service
+        "joined_spans": 5,  # each batch has its root: a browser-only report of its own
+        "rejected_requests": 6,
+        "internal_errors": 0,
+        "rejected": {
+            "media_type": 1,
+            "compressed": 1,
+            "rate_limited": 1,
+            "too_large": 1,
+            "invalid": 1,
+            "service": 1,
+        },
+    }
+    assert answer.json()["enabled"] is True, "the pipeline's own counters are still there"
 
 
 def test_relay_requests_are_not_traced() -> None:

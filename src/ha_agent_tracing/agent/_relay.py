@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import Any, Literal, get_args
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -37,7 +37,7 @@ from ha_agent_tracing.agent._settings import AgentSettings
 from ha_agent_tracing.reports import OtlpJsonError, OtlpLimits, OtlpSpan, parse_otlp_json, to_span_record
 from ha_agent_tracing.telemetry._forward import forward_spans
 
-__all__ = ["BROWSER_TRACER_NAME", "RelayStats", "install_relay", "relay_router"]
+__all__ = ["BROWSER_TRACER_NAME", "RejectReason", "RelayStats", "install_relay", "relay_router"]
 
 logger = logging.getLogger("ha_agent_tracing.agent")
 
@@ -45,18 +45,30 @@ BROWSER_TRACER_NAME = "ha_agent_tracing.browser"
 """The instrumentation scope of performanceTracker.ts: its spans are the report's browser metrics."""
 
 
+RejectReason = Literal["media_type", "compressed", "rate_limited", "too_large", "invalid", "service"]
+"""Why the relay refused a request: 415 (not JSON, compressed), 429, 413, 400 (bad span, other service)."""
+
+_REASONS: tuple[RejectReason, ...] = get_args(RejectReason)
+
+
 class RelayStats:
-    """What the relay received, accepted, forwarded and refused (thread-safe counters)."""
+    """What the relay received, accepted, forwarded, joined and refused (thread-safe counters).
+
+    ``snapshot()`` is what ``GET /api/v1/performance/stats`` shows as ``relay``.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.counts: dict[str, int] = {
             "requests": 0,
+            "accepted_requests": 0,
             "accepted_spans": 0,
             "forwarded_spans": 0,
+            "joined_spans": 0,
             "rejected_requests": 0,
-            "rate_limited_requests": 0,
+            "internal_errors": 0,
         }
+        self.rejected: dict[RejectReason, int] = dict.fromkeys(_REASONS, 0)
 
     def add(self, **counts: int) -> None:
         """Add to the named counters."""
@@ -64,16 +76,26 @@ class RelayStats:
             for key, value in counts.items():
                 self.counts[key] = self.counts.get(key, 0) + value
 
-    def snapshot(self) -> dict[str, int]:
-        """The counters now, and the internal errors of forwarding and joining."""
+    def reject(self, reason: RejectReason) -> None:
+        """Count one refused request and why."""
         with self._lock:
-            return dict(self.counts)
+            self.counts["rejected_requests"] += 1
+            self.rejected[reason] += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        """The counters now, with the refused requests by reason under ``rejected``."""
+        with self._lock:
+            return {**self.counts, "rejected": dict(self.rejected)}
 
 
 def _reject(
-    stats: RelayStats, status: int, detail: str, headers: dict[str, str] | None = None
+    stats: RelayStats,
+    reason: RejectReason,
+    status: int,
+    detail: str,
+    headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    stats.add(rejected_requests=1)
+    stats.reject(reason)
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
@@ -99,28 +121,31 @@ def relay_router(settings: AgentSettings, stats: RelayStats) -> APIRouter:
         stats.add(requests=1)
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media != "application/json":
-            return _reject(stats, 415, "OTLP/JSON only: Content-Type must be application/json")
+            return _reject(stats, "media_type", 415, "OTLP/JSON only: Content-Type must be application/json")
         if request.headers.get("content-encoding", "identity").strip().lower() != "identity":
-            return _reject(stats, 415, "compressed bodies are not accepted")
+            return _reject(stats, "compressed", 415, "compressed bodies are not accepted")
         client = request.client.host if request.client else "unknown"
         allowed, retry_after = limiter.check(client)
         if not allowed:
-            stats.add(rate_limited_requests=1)
             headers = {"Retry-After": RateLimiter.retry_after_header(retry_after)}
-            return _reject(stats, 429, "too many telemetry requests from this client", headers)
+            return _reject(
+                stats, "rate_limited", 429, "too many telemetry requests from this client", headers
+            )
         body = await request.body()
         try:
             spans = parse_otlp_json(body, limits=limits)
         except OtlpJsonError as exc:
-            return _reject(stats, 413 if exc.too_large else 400, f"not accepted: {exc}")
+            reason: RejectReason = "too_large" if exc.too_large else "invalid"
+            return _reject(stats, reason, 413 if exc.too_large else 400, f"not accepted: {exc}")
         for span in spans:
             if span.service_name != service:
                 return _reject(
                     stats,
+                    "service",
                     400,
                     f"only spans of service {service!r} are accepted, not {span.service_name!r}",
                 )
-        stats.add(accepted_spans=len(spans))
+        stats.add(accepted_requests=1, accepted_spans=len(spans))
         try:
             _deliver(spans, stats)
         except Exception as exc:  # noqa: BLE001 - telemetry must never fail the page

@@ -140,10 +140,13 @@ def reports_router(settings: AgentSettings, tracker: PerformanceTracker) -> APIR
         return {"count": len(found), "operations": analyze_reports(found, top=top) if found else {}}
 
     @router.get("/stats")
-    async def stats() -> dict[str, Any]:
-        """The tracing pipeline's own counters: reports, dropped and exported spans."""
+    async def stats(request: Request) -> dict[str, Any]:
+        """The tracing pipeline's own counters: reports, dropped and exported spans; the relay's."""
         runtime = get_runtime()
-        return runtime.stats() if runtime is not None else {"enabled": False}
+        found: dict[str, Any] = runtime.stats() if runtime is not None else {"enabled": False}
+        relay = getattr(request.app.state, "relay_stats", None)  # set when the browser relay is on
+        found["relay"] = relay.snapshot() if relay is not None else None
+        return found
 
     @router.get("/alerts")
     async def alerts() -> dict[str, Any]:
