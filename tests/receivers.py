@@ -1,9 +1,11 @@
-"""Real OTLP receivers started on loopback by the tests: rotel and Arize Phoenix.
+"""Real OTLP receivers started on loopback by the tests: rotel, Arize Phoenix, and a header recorder.
 
-Both are other people's code: rotel is a Rust OpenTelemetry collector that
-prints every span it receives; Phoenix is a trace backend with a query API.
-Each harness starts its process on free ports, waits until it is ready, and
-stops the process it started (by its own pid) when the test is done.
+rotel and Phoenix are other people's code: rotel is a Rust OpenTelemetry
+collector that prints every span it receives; Phoenix is a trace backend with
+a query API. Each harness starts its process on free ports, waits until it is
+ready, and stops the process it started (by its own pid) when the test is done.
+Neither shows the headers of a request: :class:`HeaderRecorder` is an OTLP
+receiver (HTTP/protobuf and gRPC, traces and metrics) that keeps them.
 """
 
 from __future__ import annotations
@@ -13,13 +15,19 @@ import re
 import signal
 import socket
 import subprocess
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 from ha_agent_tracing.agent._background import free_port
 
@@ -368,3 +376,72 @@ class Phoenix:
 def _iso_ns(text: str) -> int:
     moment = datetime.fromisoformat(text)
     return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
+
+
+class HeaderRecorder:
+    """An OTLP receiver on loopback, HTTP/protobuf and gRPC, that answers success and keeps each request's headers.
+
+    ``headers("traces")`` lists, per export request of that signal, its
+    headers (gRPC: its metadata) with lower-case names. The bodies are read
+    and dropped.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._received: list[tuple[str, dict[str, str]]] = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("content-length", 0)))
+                recorder.record(self.path.rsplit("/", 1)[-1], dict(self.headers.items()))
+                self.send_response(200)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        class Traces(trace_service_pb2_grpc.TraceServiceServicer):
+            def Export(self, request: Any, context: Any) -> Any:
+                recorder.record("traces", dict(context.invocation_metadata()))
+                return trace_service_pb2.ExportTraceServiceResponse()
+
+        class Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
+            def Export(self, request: Any, context: Any) -> Any:
+                recorder.record("metrics", dict(context.invocation_metadata()))
+                return metrics_service_pb2.ExportMetricsServiceResponse()
+
+        self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._http.serve_forever, daemon=True).start()
+        self._grpc = grpc.server(ThreadPoolExecutor(max_workers=2))
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), self._grpc)
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), self._grpc)
+        self._grpc_port = self._grpc.add_insecure_port("127.0.0.1:0")
+        self._grpc.start()
+
+    def record(self, signal: str, headers: dict[str, str]) -> None:
+        with self._lock:
+            self._received.append((signal, {k.lower(): v for k, v in headers.items()}))
+
+    def endpoint(self, protocol: str, signal: str) -> str:
+        """The URL an exporter of ``protocol`` (``grpc`` or ``http/protobuf``) sends ``signal`` to."""
+        if protocol == "grpc":
+            return f"http://127.0.0.1:{self._grpc_port}"
+        return f"http://127.0.0.1:{self._http.server_address[1]}/v1/{signal}"
+
+    def headers(self, signal: str) -> list[dict[str, str]]:
+        """The headers of each request of ``signal`` received so far, oldest first."""
+        with self._lock:
+            return [headers for kind, headers in self._received if kind == signal]
+
+    def close(self) -> None:
+        self._http.shutdown()
+        self._http.server_close()
+        self._grpc.stop(grace=None)
+
+    def __enter__(self) -> HeaderRecorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,17 +1,18 @@
-"""OTEL_EXPORTER_OTLP_*HEADERS: one warning per bad value, and the kept headers reach the collector.
+"""OTLP export headers: one warning per bad value, the kept headers sent, the argument over the variables.
 
-The SDK's OTLP exporters read these variables themselves (the HTTP exporter
-merges them into whatever headers it is given) and log "Header format
-invalid!" for every entry they cannot parse: the same bad value must not be
-reported twice, once by us and once by them.
+The SDK's OTLP exporters read OTEL_EXPORTER_OTLP_*HEADERS themselves (the HTTP
+exporter merges them into whatever headers it is given, the gRPC one sends
+them when it is given none) and log "Header format invalid!" for every entry
+they cannot parse: the same bad value must not be reported twice, once by us
+and once by them, and ``configure_tracing(otlp_headers=...)`` must be what is
+sent, as every argument wins over its variable. Each request's headers are
+read at a real receiver on loopback (HTTP/protobuf and gRPC).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -19,41 +20,15 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from ha_agent_tracing import configure_tracing, get_tracker, shutdown_tracing
 
+from .receivers import HeaderRecorder
+
 BAD = "x-team=agents,not a header,authorization=Bearer%20abc,bad name=1,=nokey,x-split=a%0D%0Ab"
 
 
-class Collector:
-    """An OTLP/HTTP endpoint on loopback that answers 200 and keeps each request's headers."""
-
-    def __init__(self) -> None:
-        received: list[dict[str, str]] = []
-        self.received = received
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("content-length", 0)))
-                received.append({k.lower(): v for k, v in self.headers.items()})
-                self.send_response(200)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def collector() -> Iterator[Collector]:
-    server = Collector()
-    yield server
-    server.close()
+def recorder() -> Iterator[HeaderRecorder]:
+    with HeaderRecorder() as server:
+        yield server
 
 
 @pytest.mark.parametrize("variable", ["OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"])
@@ -80,17 +55,65 @@ def test_a_bad_headers_value_warns_once(
 
 
 def test_the_kept_headers_are_sent_and_nothing_else(
-    monkeypatch: pytest.MonkeyPatch, collector: Collector
+    monkeypatch: pytest.MonkeyPatch, recorder: HeaderRecorder
 ) -> None:
     """The valid entries, decoded, reach the collector; the invalid ones never do."""
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", BAD)
+    (headers,) = _export_once(recorder, "http/protobuf")
+    assert headers["x-team"] == "agents"
+    assert headers["authorization"] == "Bearer abc"
+    assert not {"not a header", "bad name", "x-split", ""} & set(headers)
+
+
+def _export_once(recorder: HeaderRecorder, protocol: str, **settings: Any) -> list[dict[str, str]]:
+    """One span exported through a configured pipeline; the headers of each request the recorder got."""
     provider = TracerProvider(shutdown_on_exit=False)
-    configure_tracing(tracer_provider=provider, exporters="otlp", otlp_traces_endpoint=collector.url)
+    configure_tracing(
+        tracer_provider=provider,
+        exporters="otlp",
+        otlp_protocol=protocol,
+        otlp_traces_endpoint=recorder.endpoint(protocol, "traces"),
+        **settings,
+    )
     with get_tracker().operation("nightly_sync"):
         pass
     assert shutdown_tracing(timeout_s=5)
     provider.shutdown()
-    (headers,) = collector.received
-    assert headers["x-team"] == "agents"
-    assert headers["authorization"] == "Bearer abc"
-    assert not {"not a header", "bad name", "x-split", ""} & set(headers)
+    return recorder.headers("traces")
+
+
+ENV_HEADERS = "x-from-env=1,authorization=Bearer%20from-env"
+
+
+@pytest.mark.parametrize("variable", ["OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"])
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
+@pytest.mark.parametrize(
+    "argument", [{"authorization": "Bearer from-argument", "x-team": "agents"}, {}], ids=["headers", "none"]
+)
+def test_the_headers_argument_replaces_the_variables(
+    monkeypatch: pytest.MonkeyPatch,
+    recorder: HeaderRecorder,
+    variable: str,
+    protocol: str,
+    argument: dict[str, str],
+) -> None:
+    """``otlp_headers=...`` is what is sent: no entry of the variable joins it; an empty one sends none."""
+    monkeypatch.setenv(variable, ENV_HEADERS)
+    (headers,) = _export_once(recorder, protocol, otlp_headers=argument)
+    assert {k: headers.get(k) for k in ("authorization", "x-team", "x-from-env")} == {
+        "authorization": argument.get("authorization"),
+        "x-team": argument.get("x-team"),
+        "x-from-env": None,
+    }
+
+
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
+def test_without_the_argument_the_variables_headers_are_sent(
+    monkeypatch: pytest.MonkeyPatch, recorder: HeaderRecorder, protocol: str
+) -> None:
+    """The traces variable wins over the general one, as the specification orders them."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-general=1,authorization=Bearer%20general")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS", ENV_HEADERS)
+    (headers,) = _export_once(recorder, protocol)
+    assert (headers["authorization"], headers["x-from-env"]) == ("Bearer from-env", "1")
+    assert "x-general" not in headers

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
+import pytest
 from fastapi import FastAPI
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
@@ -105,3 +106,37 @@ def test_is_instrumented_app_sees_the_fastapi_instrumentation_s_flag() -> None:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
         FastAPIInstrumentor.uninstrument_app(app)
+
+
+def test_otlp_http_headers_is_the_dict_the_http_exporters_send(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The span and metric exporters' header dicts, with the variable's entries the SDK merged in."""
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-from-env=1")
+    for exporter in (
+        OTLPSpanExporter(endpoint="http://127.0.0.1:9/v1/traces", headers={"x-arg": "2"}),
+        OTLPMetricExporter(endpoint="http://127.0.0.1:9/v1/metrics", headers={"x-arg": "2"}),
+    ):
+        headers = _sdk_compat.otlp_http_headers(exporter)
+        assert headers is not None
+        assert (headers["x-from-env"], headers["x-arg"]) == ("1", "2")
+        exporter.shutdown()
+    assert _sdk_compat.otlp_http_headers(object()) is None
+
+
+def test_set_otlp_grpc_headers_replaces_the_grpc_exporters_metadata(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given no headers, the gRPC exporters keep the variable's as a tuple of pairs; it is replaced."""
+    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-from-env=1")
+    for exporter in (
+        OTLPSpanExporter(endpoint="http://127.0.0.1:9", headers={}),
+        OTLPMetricExporter(endpoint="http://127.0.0.1:9", headers={}),
+    ):
+        assert exporter._headers == (("x-from-env", "1"),)  # pyright: ignore[reportPrivateUsage]
+        assert _sdk_compat.set_otlp_grpc_headers(exporter, {"x-arg": "2"})
+        assert exporter._headers == (("x-arg", "2"),)  # pyright: ignore[reportPrivateUsage]
+        exporter.shutdown()
+    assert not _sdk_compat.set_otlp_grpc_headers(object(), {})

@@ -9,8 +9,9 @@ failed batch. Its counters are part of ``TracingRuntime.stats()``.
 from __future__ import annotations
 
 import logging
+import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -20,12 +21,23 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
     SpanExportResult,
 )
+from opentelemetry.util.re import parse_env_headers
 
-from ha_agent_tracing._config import TracingConfig, default_otlp_endpoint, settle_otlp_headers
+from ha_agent_tracing._config import OTLP_HEADERS, TracingConfig, default_otlp_endpoint, settle_otlp_headers
 from ha_agent_tracing._internal import InternalErrors
-from ha_agent_tracing.telemetry._sdk_compat import batch_queue_length
+from ha_agent_tracing.telemetry._sdk_compat import (
+    batch_queue_length,
+    otlp_http_headers,
+    set_otlp_grpc_headers,
+)
 
-__all__ = ["CountingBatchProcessor", "CountingExporter", "build_exporters", "otlp_transport"]
+__all__ = [
+    "CountingBatchProcessor",
+    "CountingExporter",
+    "build_exporters",
+    "otlp_transport",
+    "send_only_headers",
+]
 
 logger = logging.getLogger("ha_agent_tracing")
 
@@ -157,6 +169,30 @@ def otlp_transport(protocol: str, endpoint: str, insecure: bool | None, compress
     }
 
 
+# Headers the SDK's HTTP exporter sets itself; a header variable naming one cannot take it away.
+_TRANSPORT_HEADERS = frozenset({"content-type", "content-encoding", "user-agent"})
+
+
+def send_only_headers(exporter: object, headers: Mapping[str, str], variables: Sequence[str]) -> None:
+    """Make an SDK OTLP exporter send ``headers``, and no other entry of the header ``variables``.
+
+    ``headers`` is the resolved setting (the argument, else the variables), but
+    the SDK reads ``variables`` (signal's first, then ``OTEL_EXPORTER_OTLP_HEADERS``)
+    again itself: the HTTP exporter adds their entries to the headers it is
+    given, the gRPC one sends them instead when it is given none.
+    """
+    if set_otlp_grpc_headers(exporter, headers):
+        return
+    sent = otlp_http_headers(exporter)
+    if sent is None:
+        return
+    raw = next((os.environ[var] for var in variables if os.environ.get(var)), "")
+    asked = {name.lower() for name in headers}
+    for name in parse_env_headers(raw, liberal=True):
+        if name not in asked and name not in _TRANSPORT_HEADERS:
+            sent.pop(name, None)
+
+
 def _otlp_exporter(config: TracingConfig) -> tuple[SpanExporter, str]:
     endpoint = config.otlp_endpoint or default_otlp_endpoint(config.otlp_protocol)
     timeout_s = config.otlp_timeout_ms / 1000.0
@@ -169,11 +205,14 @@ def _otlp_exporter(config: TracingConfig) -> tuple[SpanExporter, str]:
         exporter: SpanExporter = GrpcExporter(
             endpoint=endpoint, headers=headers, timeout=timeout_s, **transport
         )
-        return exporter, f"{endpoint} (OTLP/gRPC)"
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+        target = f"{endpoint} (OTLP/gRPC)"
+    else:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 
-    exporter = HttpExporter(endpoint=endpoint, headers=headers, timeout=timeout_s, **transport)
-    return exporter, f"{endpoint} (OTLP/HTTP)"
+        exporter = HttpExporter(endpoint=endpoint, headers=headers, timeout=timeout_s, **transport)
+        target = f"{endpoint} (OTLP/HTTP)"
+    send_only_headers(exporter, headers, OTLP_HEADERS.env)
+    return exporter, target
 
 
 def build_exporters(config: TracingConfig) -> list[CountingBatchProcessor]:

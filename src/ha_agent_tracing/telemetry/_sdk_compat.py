@@ -13,6 +13,9 @@ test instead of silently taking the slow path or losing a counter.
 - :func:`batch_queue_length`: spans waiting in a ``BatchSpanProcessor``.
 - :func:`is_instrumented_app`: whether the FastAPI instrumentation already
   wrapped an app.
+- :func:`otlp_http_headers`, :func:`set_otlp_grpc_headers`: the headers an
+  OTLP exporter sends, which the SDK otherwise merges with (HTTP) or replaces
+  by (gRPC, when given none) the ``OTEL_EXPORTER_OTLP_*HEADERS`` variables.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ __all__ = [
     "attribute_dict",
     "batch_queue_length",
     "is_instrumented_app",
+    "otlp_http_headers",
+    "set_otlp_grpc_headers",
     "span_fields",
     "span_parent",
     "uses_private_span_fields",
@@ -118,3 +123,24 @@ def batch_queue_length(processor: object) -> int:
 def is_instrumented_app(app: object) -> bool:
     """Whether ``FastAPIInstrumentor`` already instrumented ``app`` (its own private flag)."""
     return bool(getattr(app, "_is_instrumented_by_opentelemetry", False))
+
+
+def otlp_http_headers(exporter: object) -> dict[str, str] | None:
+    """The headers an SDK OTLP/HTTP exporter sends with each request, as the live dict it sends.
+
+    ``None`` if the SDK no longer keeps them there (its HTTP client's header dict).
+    """
+    headers = getattr(getattr(exporter, "_client", None), "_headers", None)
+    return headers if type(headers) is dict else None  # pyright: ignore[reportUnknownVariableType]
+
+
+def set_otlp_grpc_headers(exporter: object, headers: Mapping[str, str]) -> bool:
+    """Make an SDK OTLP/gRPC exporter send exactly ``headers`` as its metadata.
+
+    ``False`` (and nothing changed) if the SDK no longer keeps them where it did
+    (a tuple of pairs in ``_headers``).
+    """
+    if type(getattr(exporter, "_headers", None)) is not tuple:
+        return False
+    exporter._headers = tuple(headers.items())  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue]
+    return True
