@@ -9,6 +9,7 @@ from Jaeger's answer equal the ones the service folded in process.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -133,6 +134,9 @@ def jaeger_answer(spans: list[ReadableSpan]) -> bytes:
                 "endTimeUnixNano": str(span.end_time),
                 "attributes": [{"key": k, "value": _value(v)} for k, v in (span.attributes or {}).items()],
                 "status": status,
+                # As the SDK's OTLP encoder sets them: parent-is-remote known (0x100), and remote (0x200);
+                # the sampled bit is not there.
+                "flags": 0x100 | (0x200 if span.parent is not None and span.parent.is_remote else 0),
             }
         )
     document = {
@@ -214,6 +218,33 @@ def test_one_trace_by_id_and_errors_said_plainly() -> None:
         read_jaeger(url, service="s", since=0.0, until=1.0)
     with pytest.raises(ValueError, match="32 hexadecimal digits"):
         read_jaeger_trace(url, "abc")
+
+
+@pytest.mark.parametrize(
+    ("attributes", "problem"),
+    [
+        ([{"key": "k", "value": {}}], r"attributes\[0\]\.value: expected one of"),
+        (
+            [{"key": "k", "value": {"intValue": "1"}}, {"key": "k", "value": {"stringValue": "2"}}],
+            r"attributes\[1\]\.key: 'k' appears twice",
+        ),
+        ([{"key": "k", "value": {"bytesValue": "not base64!"}}], r"bytesValue: is not base64"),
+    ],
+    ids=["value-missing", "key-twice", "bytes-not-base64"],
+)
+def test_an_answer_that_would_lose_a_value_is_an_error(attributes: list[Any], problem: str) -> None:
+    """An attribute with no value, a key given twice: an error naming it, never a report missing a value."""
+    document = json.loads(FIXTURE.read_bytes())
+    span = document["result"]["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    span["attributes"] = attributes
+    with (
+        jaeger({"/api/v3/traces": (200, json.dumps(document).encode())}) as (url, _),
+        pytest.raises(
+            JaegerError, match=r"not OTLP JSON: resourceSpans\[0\]\.scopeSpans\[0\]\.spans\[0\]\."
+        ) as raised,
+    ):
+        read_jaeger(url, service="ha-ai-agent-service", since=1795770000.0, until=1795777200.0)
+    assert re.search(problem, str(raised.value)), raised.value
 
 
 def test_compare_and_analyze_read_jaeger_sources(capsys: pytest.CaptureFixture[str]) -> None:

@@ -29,7 +29,6 @@ from ha_agent_tracing.reports._otlp_json import (
     parse_otlp_json,
     to_span_record,
 )
-from ha_agent_tracing.reports._otlp_traces import OtlpTracesError, TraceSpan, parse_traces_data
 from ha_agent_tracing.reports._processor import TRACER_NAME, ReportProcessor, is_tracked_metric
 from ha_agent_tracing.reports._records import SpanRecord, SpanSource
 from ha_agent_tracing.reports._store import ReportListener, ReportStore, copy_report
@@ -48,7 +47,6 @@ __all__ = [
     "OtlpLimits",
     "OtlpLink",
     "OtlpSpan",
-    "OtlpTracesError",
     "Report",
     "ReportEntry",
     "ReportListener",
@@ -58,13 +56,11 @@ __all__ = [
     "ReportStore",
     "SpanRecord",
     "SpanSource",
-    "TraceSpan",
     "copy_report",
     "fold",
     "is_metric_span",
     "is_tracked_metric",
     "parse_otlp_json",
-    "parse_traces_data",
     "read_jaeger",
     "read_jaeger_trace",
     "reports_from_otlp_spans",

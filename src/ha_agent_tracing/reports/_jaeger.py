@@ -1,11 +1,11 @@
 """Reports from traces kept in Jaeger, read through its query API v3 (OTLP JSON).
 
-The spans Jaeger returns are parsed by a strict OTLP/JSON reader
-(:mod:`~ha_agent_tracing.reports._otlp_traces`), turned into
-:class:`SpanRecord` s, grouped by local root as
-the report processor groups them in process, and folded by the same
-:func:`fold`: a report read back from Jaeger is the report the service built
-in memory. ::
+The spans Jaeger returns are parsed by the one OTLP/JSON parser
+(:func:`~ha_agent_tracing.reports.parse_otlp_json`, the browser relay's, every
+field checked; no size limits: Jaeger is trusted), turned into
+:class:`SpanRecord` s, grouped by local root as the report processor groups
+them in process, and folded by the same :func:`fold`: a report read back from
+Jaeger is the report the service built in memory. ::
 
     from ha_agent_tracing.reports import read_jaeger
 
@@ -29,7 +29,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ha_agent_tracing.reports._fold import deployment_attributes, fold
-from ha_agent_tracing.reports._otlp_traces import OtlpTracesError, TraceSpan, parse_traces_data
+from ha_agent_tracing.reports._otlp_json import (
+    OtlpJsonError,
+    OtlpLimits,
+    OtlpSpan,
+    parse_otlp_json,
+    to_span_record,
+)
 from ha_agent_tracing.reports._processor import TRACER_NAME
 from ha_agent_tracing.reports._records import SpanRecord
 from ha_agent_tracing.reports._types import Report
@@ -44,12 +50,12 @@ class JaegerError(RuntimeError):
     """Jaeger could not be read, or answered something that is not a trace; the message says why."""
 
 
-def is_metric_span(span: TraceSpan) -> bool:
+def is_metric_span(span: OtlpSpan) -> bool:
     """Whether a span read back from a trace backend is a tracked metric (the tracker's scope)."""
     return span.scope_name == TRACER_NAME or span.attributes.get(_SCOPE_TAG) == TRACER_NAME
 
 
-def reports_from_otlp_spans(spans: Iterable[TraceSpan], *, service: str | None = None) -> list[Report]:
+def reports_from_otlp_spans(spans: Iterable[OtlpSpan], *, service: str | None = None) -> list[Report]:
     """Fold spans (of any number of traces) into reports, one per local root, oldest first.
 
     Only spans of ``service`` (their resource's ``service.name``) take part when
@@ -58,7 +64,7 @@ def reports_from_otlp_spans(spans: Iterable[TraceSpan], *, service: str | None =
     above it. As in process, a group makes a report when its root is a server
     span or it holds a tracked metric.
     """
-    by_trace: dict[int, dict[int, TraceSpan]] = {}
+    by_trace: dict[int, dict[int, OtlpSpan]] = {}
     for span in spans:
         if service is not None and span.service_name != service:
             continue
@@ -66,11 +72,11 @@ def reports_from_otlp_spans(spans: Iterable[TraceSpan], *, service: str | None =
     reports: list[Report] = []
     for members in by_trace.values():
         groups: dict[int, list[SpanRecord]] = {}
-        roots: dict[int, TraceSpan] = {}
+        roots: dict[int, OtlpSpan] = {}
         for span in members.values():
             root = _local_root(span, members)
             roots[root.span_id] = root
-            groups.setdefault(root.span_id, []).append(span.record(is_metric=is_metric_span(span)))
+            groups.setdefault(root.span_id, []).append(_record(span))
         for root_id, records in groups.items():
             root = roots[root_id]
             if root.kind != "server" and not any(r.is_metric for r in records):
@@ -82,7 +88,15 @@ def reports_from_otlp_spans(spans: Iterable[TraceSpan], *, service: str | None =
     return reports
 
 
-def _local_root(span: TraceSpan, members: dict[int, TraceSpan]) -> TraceSpan:
+def _record(span: OtlpSpan) -> SpanRecord:
+    record = to_span_record(span, is_metric=is_metric_span(span))
+    # A span a backend keeps was exported, so it was sampled, whatever its flags say: the SDKs'
+    # OTLP encoders put only the parent-is-remote bits there (Python's sends 0x100 or 0x300).
+    record.sampled = True
+    return record
+
+
+def _local_root(span: OtlpSpan, members: dict[int, OtlpSpan]) -> OtlpSpan:
     seen: set[int] = set()
     while span.parent_id is not None and span.parent_id in members:
         if span.span_id in seen:  # a cycle in malformed data: stop where it closes
@@ -107,7 +121,7 @@ def _fetch(url: str, timeout_s: float) -> tuple[int, bytes]:
         raise JaegerError(f"cannot reach {url} ({reason})") from None
 
 
-def _spans(url: str, status: int, body: bytes, *, not_found_is_empty: bool) -> list[TraceSpan]:
+def _spans(url: str, status: int, body: bytes, *, not_found_is_empty: bool) -> list[OtlpSpan]:
     try:
         document: Any = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
@@ -125,8 +139,8 @@ def _spans(url: str, status: int, body: bytes, *, not_found_is_empty: bool) -> l
     if not result.get("resourceSpans"):
         return []
     try:
-        return parse_traces_data(result)
-    except OtlpTracesError as exc:
+        return parse_otlp_json(result, limits=OtlpLimits.unbounded())
+    except OtlpJsonError as exc:
         raise JaegerError(f"{url}: not OTLP JSON: {exc}") from None
 
 
