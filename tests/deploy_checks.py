@@ -1,16 +1,19 @@
-"""Structural checks of collector-config.yaml and docker-compose.yml.
+"""Structural checks of the compose stack's files.
 
-No Docker engine or collector binary runs here, so the files are checked by
-construction: every component a pipeline names is defined under its current
-(non-deprecated) name, and the ports and endpoints that tie the service, the
-collector and Jaeger together agree. Each check returns a list of problems;
-an empty list means the file is consistent.
+No Docker engine, collector, Jaeger or Grafana binary runs here, so the files
+are checked by construction: every component a pipeline names is defined under
+its current (non-deprecated) name, and the ports, endpoints and mounts that tie
+the service, the collector, Jaeger, Prometheus and Alertmanager together agree.
+Each check returns a list of problems; an empty list means the files are
+consistent.
 """
 
 from __future__ import annotations
 
+import json
 import re
-from pathlib import Path
+import shutil
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
@@ -20,7 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CURRENT = {
     "receivers": {"otlp"},
     "processors": {"memory_limiter", "batch", "tail_sampling"},
-    "exporters": {"otlp_grpc", "otlp_http", "debug", "load_balancing"},
+    "exporters": {"otlp_grpc", "otlp_http", "debug", "load_balancing", "prometheus"},
+    "connectors": {"span_metrics"},
     "extensions": {"health_check"},
 }
 DEPRECATED = {
@@ -39,6 +43,15 @@ _ENV_NAME = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)")
 
 def load(name: str) -> dict[str, Any]:
     return yaml.safe_load((ROOT / name).read_text())
+
+
+def tool(name: str) -> str:
+    """A binary the test command installs (Debian's prometheus, prometheus-alertmanager); missing fails."""
+    found = shutil.which(name)
+    assert found is not None, (
+        f"{name} is missing: ./scripts/test installs it (apt-get install prometheus ...)"
+    )
+    return found
 
 
 def commented_block(text: str, name: str) -> dict[str, Any]:
@@ -74,7 +87,7 @@ def collector_problems(config: dict[str, Any]) -> list[str]:
     pipelines = (config.get("service") or {}).get("pipelines") or {}
     if not pipelines:
         problems.append("service.pipelines is empty")
-    for section in ("receivers", "processors", "exporters", "extensions"):
+    for section in ("receivers", "processors", "exporters", "connectors", "extensions"):
         for component in config.get(section) or {}:
             kind = _type(component)
             if kind not in CURRENT[section]:
@@ -83,10 +96,12 @@ def collector_problems(config: dict[str, Any]) -> list[str]:
     for extension in (config.get("service") or {}).get("extensions") or []:
         if extension not in (config.get("extensions") or {}):
             problems.append(f"service.extensions names {extension!r}, which is not defined")
+    connectors = config.get("connectors") or {}
     for name, pipeline in pipelines.items():
         for section in ("receivers", "processors", "exporters"):
             for component in pipeline.get(section) or []:
-                if component not in (config.get(section) or {}):
+                defined = config.get(section) or {}
+                if component not in defined and (section == "processors" or component not in connectors):
                     problems.append(
                         f"pipeline {name} names {section[:-1]} {component!r}, which is not defined"
                     )
@@ -97,6 +112,14 @@ def collector_problems(config: dict[str, Any]) -> list[str]:
             problems.append(f"pipeline {name}: batch must come last")
         if not pipeline.get("receivers") or not pipeline.get("exporters"):
             problems.append(f"pipeline {name} needs receivers and exporters")
+    # A connector joins two pipelines: it must end one (as an exporter) and start another.
+    for connector in connectors:
+        ends = [n for n, p in pipelines.items() if connector in (p.get("exporters") or [])]
+        starts = [n for n, p in pipelines.items() if connector in (p.get("receivers") or [])]
+        if not ends or not starts:
+            problems.append(
+                f"connector {connector!r} must be an exporter of one pipeline and a receiver of another"
+            )
     http = (((config.get("receivers") or {}).get("otlp") or {}).get("protocols") or {}).get("http") or {}
     origins = (http.get("cors") or {}).get("allowed_origins")
     if http and not origins:
@@ -272,4 +295,238 @@ def jaeger_problems(compose: dict[str, Any], config: dict[str, Any]) -> list[str
     ui = str((((extensions.get("jaeger_query") or {}).get("http")) or {}).get("endpoint", ""))
     if not ui.endswith(":16686") or 16686 not in _container_ports(jaeger):
         problems.append("the Jaeger UI is not served on the published 16686")
+    return problems
+
+
+# ---------------------------------------------------------------- the metrics and alerting stack
+
+
+class Files:
+    """The repository's files as a container sees them: parsed on demand, or replaced by a test."""
+
+    def __init__(self, replaced: dict[str, Any] | None = None) -> None:
+        self._replaced = dict(replaced or {})
+
+    def exists(self, path: str) -> bool:
+        return path in self._replaced or (ROOT / path).is_file()
+
+    def load(self, path: str) -> Any:
+        if path in self._replaced:
+            return self._replaced[path]
+        text = (ROOT / path).read_text()
+        return json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+
+
+def _volumes(service: dict[str, Any]) -> list[tuple[str, str]]:
+    """(container path, source) of each mount; a source starting with . is a bind mount."""
+    found = []
+    for volume in service.get("volumes") or []:
+        source, target = str(volume).split(":")[:2]
+        found.append((target, source))
+    return found
+
+
+def host_path(service: dict[str, Any], container_path: str) -> str | None:
+    """The repository path a bind mount shows at ``container_path`` (the longest mount wins)."""
+    best: tuple[str, str] | None = None
+    for target, source in _volumes(service):
+        inside = container_path == target or container_path.startswith(target.rstrip("/") + "/")
+        if inside and (best is None or len(target) > len(best[0])):
+            best = (target, source)
+    if best is None or not best[1].startswith("."):
+        return None
+    rest = container_path[len(best[0]) :].lstrip("/")
+    return str(PurePosixPath(best[1].removeprefix("./")) / rest) if rest else best[1].removeprefix("./")
+
+
+def _on_named_volume(service: dict[str, Any], container_path: str, named: set[str]) -> bool:
+    return any(
+        (container_path == target or container_path.startswith(target.rstrip("/") + "/")) and source in named
+        for target, source in _volumes(service)
+    )
+
+
+def _flag(service: dict[str, Any], name: str) -> str | None:
+    for arg in service.get("command") or []:
+        if str(arg).startswith(f"{name}="):
+            return str(arg).split("=", 1)[1]
+    return None
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    host, _, port = resolve_default(str(address)).removeprefix("http://").rstrip("/").rpartition(":")
+    return host, int(port) if port.isdigit() else -1
+
+
+def stack_problems(compose: dict[str, Any], files: Files | None = None) -> list[str]:
+    """Prometheus, Alertmanager, the collector's metrics path and Jaeger's Monitor tab, wired together."""
+    files = files or Files()
+    problems: list[str] = []
+    services: dict[str, Any] = compose.get("services") or {}
+    named = set(compose.get("volumes") or {})
+    for name in ("prometheus", "alertmanager", "otel-collector", "jaeger"):
+        if name not in services:
+            problems.append(f"service {name!r} is missing")
+    if problems:
+        return problems
+    prometheus, alertmanager, otelcol, jaeger = (
+        services[n] for n in ("prometheus", "alertmanager", "otel-collector", "jaeger")
+    )
+    collector = files.load("collector-config.yaml")
+
+    # Prometheus: its config and every rule file it names are the repository's, mounted.
+    config_path = _flag(prometheus, "--config.file") or "/etc/prometheus/prometheus.yml"
+    config_file = host_path(prometheus, config_path)
+    if config_file != "prometheus/prometheus.yml":
+        problems.append(f"prometheus reads {config_path}, which is not ./prometheus/prometheus.yml mounted")
+        return problems
+    config = files.load(config_file)
+    for rule_file in config.get("rule_files") or []:
+        in_container = str(PurePosixPath(config_path).parent / rule_file)
+        local = host_path(prometheus, in_container)
+        if local is None or not files.exists(local):
+            problems.append(
+                f"prometheus.yml names rule file {rule_file!r}; {in_container} is not a mounted file"
+            )
+    if not (config.get("rule_files") or []):
+        problems.append("prometheus.yml loads no rule files")
+    if not _on_named_volume(prometheus, _flag(prometheus, "--storage.tsdb.path") or "/prometheus", named):
+        problems.append(
+            "prometheus keeps its data off a named volume: the 1-day offset of the regression rule needs it"
+        )
+    if "exemplar-storage" not in (_flag(prometheus, "--enable-feature") or ""):
+        problems.append("prometheus runs without --enable-feature=exemplar-storage: exemplars are dropped")
+    if 9090 not in _container_ports(prometheus):
+        problems.append("the Prometheus UI (9090) is not published")
+
+    # Prometheus -> Alertmanager.
+    am_listen = _host_port(_flag(alertmanager, "--web.listen-address") or ":9093")[1]
+    am_targets = [
+        target
+        for group in (config.get("alerting") or {}).get("alertmanagers") or []
+        for static in group.get("static_configs") or []
+        for target in static.get("targets") or []
+    ]
+    if f"alertmanager:{am_listen}" not in am_targets:
+        problems.append(f"prometheus sends alerts to {am_targets}, not alertmanager:{am_listen}")
+
+    # Prometheus scrapes the collector's prometheus exporter, keeping the exported job/instance.
+    exporter = (collector.get("exporters") or {}).get("prometheus") or {}
+    exporter_port = _host_port(exporter.get("endpoint", ""))[1]
+    scrape = [
+        job
+        for job in config.get("scrape_configs") or []
+        for static in job.get("static_configs") or []
+        if f"otel-collector:{exporter_port}" in (static.get("targets") or [])
+    ]
+    if not scrape:
+        problems.append(
+            f"prometheus does not scrape the collector's prometheus exporter (otel-collector:{exporter_port})"
+        )
+    elif not all(job.get("honor_labels") for job in scrape):
+        problems.append(
+            "the collector's scrape job needs honor_labels: true (job and instance name the service)"
+        )
+    if not exporter.get("enable_open_metrics"):
+        problems.append("the collector's prometheus exporter serves no OpenMetrics: exemplars are lost")
+    pipelines = (collector.get("service") or {}).get("pipelines") or {}
+    metrics_pipelines = [p for n, p in pipelines.items() if n.split("/")[0] == "metrics"]
+    if not any(
+        "prometheus" in (p.get("exporters") or []) and "otlp" in (p.get("receivers") or [])
+        for p in metrics_pipelines
+    ):
+        problems.append("no metrics pipeline takes the service's OTLP metrics to the prometheus exporter")
+    agent_env = {k: str(v) for k, v in ((services.get("agent") or {}).get("environment") or {}).items()}
+    if agent_env.get("OTEL_METRICS_EXPORTER", "otlp") != "otlp":
+        problems.append("the agent does not export its metrics over OTLP to the collector")
+
+    # Alertmanager: its config mounted, its route's receiver defined, state on a volume.
+    am_config_path = _flag(alertmanager, "--config.file") or "/etc/alertmanager/alertmanager.yml"
+    am_file = host_path(alertmanager, am_config_path)
+    if am_file is None or not files.exists(am_file):
+        problems.append(f"alertmanager reads {am_config_path}, which is not a mounted repository file")
+    else:
+        am = files.load(am_file)
+        receivers = {r.get("name") for r in am.get("receivers") or []}
+        if (am.get("route") or {}).get("receiver") not in receivers:
+            problems.append("alertmanager's route sends to a receiver that is not defined")
+        if not any(r.get("webhook_configs") for r in am.get("receivers") or []):
+            problems.append("alertmanager has no webhook receiver")
+    if not _on_named_volume(alertmanager, _flag(alertmanager, "--storage.path") or "/alertmanager", named):
+        problems.append("alertmanager keeps silences and notification state off a named volume")
+    problems.extend(_monitor_problems(jaeger, otelcol, collector, files))
+    return problems
+
+
+def _monitor_problems(
+    jaeger: dict[str, Any], otelcol: dict[str, Any], collector: dict[str, Any], files: Files
+) -> list[str]:
+    """Jaeger's Monitor tab reads the span_metrics connector's output from Prometheus."""
+    problems: list[str] = []
+    config = files.load("jaeger-config.yaml")
+    extensions = config.get("extensions") or {}
+    query = extensions.get("jaeger_query") or {}
+    backends = (extensions.get("jaeger_storage") or {}).get("metric_backends") or {}
+    metrics_store = (query.get("storage") or {}).get("metrics")
+    backend = (backends.get(metrics_store) or {}).get("prometheus") if metrics_store in backends else None
+    if backend is None:
+        problems.append(
+            f"jaeger_query reads metrics from {metrics_store!r}, not a defined prometheus metric backend"
+        )
+        return problems
+    endpoint = (jaeger.get("environment") or {}).get("PROMETHEUS_ENDPOINT") or resolve_default(
+        backend["endpoint"]
+    )
+    if _host_port(str(endpoint)) != ("prometheus", 9090):
+        problems.append(f"jaeger queries Prometheus at {endpoint!r}, not the prometheus service's 9090")
+    passed = set(jaeger.get("environment") or {})
+    for var in sorted(env_references(config) - passed):
+        problems.append(f"the jaeger config reads {var}, which compose does not pass to jaeger")
+    for var in sorted(passed - env_references(config)):
+        problems.append(f"compose passes {var} to jaeger, whose config does not read it")
+
+    connector = (collector.get("connectors") or {}).get("span_metrics")
+    if connector is None:
+        problems.append("the collector has no span_metrics connector")
+        return problems
+    namespace = str(connector.get("namespace", "traces.span.metrics")).replace(".", "_")
+    if backend.get("metric_namespace", "traces_span_metrics") != namespace:
+        problems.append(
+            f"jaeger reads metric_namespace {backend.get('metric_namespace')!r}, the connector writes {namespace!r}"
+        )
+    unit = str((connector.get("histogram") or {}).get("unit", "ms"))
+    if backend.get("latency_unit", "ms") != unit:
+        problems.append(
+            f"jaeger reads latency_unit {backend.get('latency_unit')!r}, the connector records {unit!r}"
+        )
+    translation = ((collector.get("exporters") or {}).get("prometheus") or {}).get(
+        "translation_strategy", "UnderscoreEscapingWithSuffixes"
+    )
+    suffixes = translation.endswith("WithSuffixes")
+    if (
+        bool(backend.get("normalize_calls")) != suffixes
+        or bool(backend.get("normalize_duration")) != suffixes
+    ):
+        problems.append(
+            "jaeger's normalize_calls/normalize_duration do not match the collector's metric names "
+            f"({translation}: _total and unit suffixes {'added' if suffixes else 'left off'})"
+        )
+    pipelines = (collector.get("service") or {}).get("pipelines") or {}
+    traced = any(
+        "span_metrics" in (p.get("exporters") or []) for n, p in pipelines.items() if n.startswith("traces")
+    )
+    exported = any(
+        "span_metrics" in (p.get("receivers") or []) and "prometheus" in (p.get("exporters") or [])
+        for n, p in pipelines.items()
+        if n.startswith("metrics")
+    )
+    if not (traced and exported):
+        problems.append("span_metrics does not take the traces pipeline's spans to the prometheus exporter")
+
+    ui_path = str((query.get("ui") or {}).get("config_file", ""))
+    ui_file = host_path(jaeger, ui_path) if ui_path else None
+    if ui_file is None or not files.exists(ui_file):
+        problems.append(f"jaeger's UI config {ui_path or '(none)'} is not a mounted repository file")
+    elif not (files.load(ui_file).get("monitor") or {}).get("menuEnabled"):
+        problems.append("the Jaeger UI config leaves the Monitor tab off (monitor.menuEnabled)")
     return problems

@@ -1,7 +1,10 @@
-"""collector-config.yaml, docker-compose.yml and the Dockerfile, validated without Docker.
+"""The compose stack's files, validated without Docker.
 
-A broken edit to either file must fail here: each check is shown to catch a
-typical mistake on a mutated copy.
+docker-compose.yml, the Dockerfile, collector-config.yaml, jaeger-config.yaml,
+prometheus/prometheus.yml and alertmanager/alertmanager.yml. A broken edit to
+any of them must fail here: each check is shown to catch a typical mistake on a
+mutated copy. Prometheus's and Alertmanager's own checkers (promtool, amtool,
+from Debian's packages) validate their files.
 """
 
 from __future__ import annotations
@@ -17,7 +20,17 @@ from typing import Any
 import pytest
 import yaml
 
-from .deploy_checks import ROOT, collector_problems, commented_block, compose_problems, jaeger_problems, load
+from .deploy_checks import (
+    ROOT,
+    Files,
+    collector_problems,
+    commented_block,
+    compose_problems,
+    jaeger_problems,
+    load,
+    stack_problems,
+    tool,
+)
 
 COLLECTOR_TEXT = (ROOT / "collector-config.yaml").read_text()
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
@@ -74,10 +87,13 @@ def test_the_collector_config_is_consistent() -> None:
 
 
 def test_the_collector_config_exports_to_jaeger_and_keeps_debug_off() -> None:
-    """The one pipeline goes to Jaeger over OTLP/gRPC; the debug exporter is defined but unused."""
+    """Traces go to Jaeger and span_metrics; metrics (ours and span_metrics') to the prometheus exporter."""
     config = load("collector-config.yaml")
-    (pipeline,) = config["service"]["pipelines"].values()
-    assert pipeline["exporters"] == ["otlp_grpc/jaeger"]
+    pipelines = config["service"]["pipelines"]
+    assert set(pipelines) == {"traces", "metrics"}
+    assert pipelines["traces"]["exporters"] == ["otlp_grpc/jaeger", "span_metrics"]
+    assert pipelines["metrics"]["receivers"] == ["otlp", "span_metrics"]
+    assert pipelines["metrics"]["exporters"] == ["prometheus"]
     assert "debug" in config["exporters"]
     assert config["exporters"]["otlp_grpc/jaeger"]["endpoint"] == "${env:JAEGER_OTLP_ENDPOINT:-jaeger:4317}"
     assert "health_check" in config["service"]["extensions"]
@@ -126,6 +142,18 @@ def _mutated(edit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
         (
             lambda c: c["service"].update({"extensions": ["health_check", "pprof"]}),
             "'pprof', which is not defined",
+        ),
+        (
+            lambda c: c["connectors"].update({"spanmetrics": c["connectors"].pop("span_metrics")}),
+            "use 'span_metrics'",
+        ),
+        (
+            lambda c: c["service"]["pipelines"]["traces"]["exporters"].remove("span_metrics"),
+            "connector 'span_metrics' must be an exporter of one pipeline and a receiver of another",
+        ),
+        (
+            lambda c: c["service"]["pipelines"]["metrics"]["receivers"].append("span_metrcs"),
+            "names receiver 'span_metrcs', which is not defined",
         ),
     ],
 )
@@ -214,6 +242,8 @@ def test_the_compose_stack_pins_the_documented_images() -> None:
     services = load("docker-compose.yml")["services"]
     assert services["jaeger"]["image"] == "cr.jaegertracing.io/jaegertracing/jaeger:2.20.0"
     assert services["otel-collector"]["image"] == "otel/opentelemetry-collector-contrib:0.159.0"
+    assert services["prometheus"]["image"] == "prom/prometheus:v3.15.0"
+    assert services["alertmanager"]["image"] == "prom/alertmanager:v0.34.1"
     assert "/status" in " ".join(services["jaeger"]["healthcheck"]["test"])
 
 
@@ -291,3 +321,201 @@ def test_a_broken_compose_wiring_is_caught(edit: Callable[[dict[str, Any]], None
     """Mismatched ports, misspelled variables, unpinned images and wrong mounts are each reported."""
     problems = _compose_edit(edit)
     assert any(problem in p for p in problems), problems
+
+
+# ---------------------------------------------------------------- Prometheus, Alertmanager, Monitor tab
+
+
+def test_prometheus_alertmanager_and_the_monitor_tab_are_wired() -> None:
+    """Mounted configs and rule files, scrape and alert targets, exemplars, volumes, Jaeger's metric backend."""
+    assert stack_problems(load("docker-compose.yml")) == []
+
+
+def _stack_edit(path: str, edit: Callable[[Any], None]) -> list[str]:
+    """stack_problems with one file (compose or a mounted config) edited."""
+    compose = copy.deepcopy(load("docker-compose.yml"))
+    if path == "docker-compose.yml":
+        edit(compose)
+        return stack_problems(compose)
+    files = Files()
+    content = copy.deepcopy(files.load(path))
+    edit(content)
+    return stack_problems(compose, Files({path: content}))
+
+
+def _prometheus(c: dict[str, Any]) -> dict[str, Any]:
+    return c["services"]["prometheus"]
+
+
+def _metric_backend(c: dict[str, Any]) -> dict[str, Any]:
+    return c["extensions"]["jaeger_storage"]["metric_backends"]["span_metrics_in_prometheus"]["prometheus"]
+
+
+@pytest.mark.parametrize(
+    ("path", "edit", "problem"),
+    [
+        (
+            "docker-compose.yml",
+            lambda c: _prometheus(c).update(
+                {
+                    "volumes": [
+                        "./prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro",
+                        "prometheus-data:/prometheus",
+                    ]
+                }
+            ),
+            "/etc/prometheus/rules.yml is not a mounted file",
+        ),
+        ("prometheus/prometheus.yml", lambda c: c.update({"rule_files": ["alerts.yml"]}), "'alerts.yml'"),
+        ("prometheus/prometheus.yml", lambda c: c.update({"rule_files": []}), "loads no rule files"),
+        (
+            "docker-compose.yml",
+            lambda c: (
+                _prometheus(c)["command"].remove("--config.file=/etc/prometheus/prometheus.yml")
+                or _prometheus(c)["command"].append("--config.file=/etc/prometheus.yml")
+            ),
+            "not ./prometheus/prometheus.yml mounted",
+        ),
+        (
+            "docker-compose.yml",
+            lambda c: _prometheus(c)["command"].remove("--enable-feature=exemplar-storage"),
+            "exemplar-storage",
+        ),
+        (
+            "docker-compose.yml",
+            lambda c: _prometheus(c).update({"volumes": ["./prometheus:/etc/prometheus:ro"]}),
+            "off a named volume",
+        ),
+        (
+            "prometheus/prometheus.yml",
+            lambda c: c["alerting"]["alertmanagers"][0]["static_configs"][0].update(
+                {"targets": ["alertmanager:9094"]}
+            ),
+            "not alertmanager:9093",
+        ),
+        (
+            "prometheus/prometheus.yml",
+            lambda c: c["scrape_configs"][0]["static_configs"][0].update(
+                {"targets": ["otel-collector:8888"]}
+            ),
+            "does not scrape the collector's prometheus exporter",
+        ),
+        ("prometheus/prometheus.yml", lambda c: c["scrape_configs"][0].pop("honor_labels"), "honor_labels"),
+        (
+            "collector-config.yaml",
+            lambda c: c["exporters"]["prometheus"].update({"enable_open_metrics": False}),
+            "exemplars are lost",
+        ),
+        (
+            "collector-config.yaml",
+            lambda c: c["service"]["pipelines"]["metrics"]["receivers"].remove("otlp"),
+            "takes the service's OTLP metrics",
+        ),
+        (
+            "docker-compose.yml",
+            lambda c: c["services"]["agent"]["environment"].update({"OTEL_METRICS_EXPORTER": "none"}),
+            "does not export its metrics over OTLP",
+        ),
+        (
+            "alertmanager/alertmanager.yml",
+            lambda c: c["route"].update({"receiver": "pager"}),
+            "receiver that is not defined",
+        ),
+        (
+            "docker-compose.yml",
+            lambda c: c["services"]["alertmanager"]["volumes"].pop(),
+            "off a named volume",
+        ),
+        (
+            "docker-compose.yml",
+            lambda c: c["services"]["jaeger"]["environment"].pop("PROMETHEUS_ENDPOINT"),
+            "reads PROMETHEUS_ENDPOINT, which compose does not pass",
+        ),
+        (
+            "docker-compose.yml",
+            lambda c: c["services"]["jaeger"]["environment"].update(
+                {"PROMETHEUS_ENDPOINT": "http://localhost:9090"}
+            ),
+            "not the prometheus service's 9090",
+        ),
+        (
+            "jaeger-config.yaml",
+            lambda c: _metric_backend(c).update({"metric_namespace": "span_metrics"}),
+            "the connector writes 'traces_span_metrics'",
+        ),
+        ("jaeger-config.yaml", lambda c: _metric_backend(c).update({"latency_unit": "s"}), "latency_unit"),
+        (
+            "jaeger-config.yaml",
+            lambda c: _metric_backend(c).update({"normalize_calls": False}),
+            "normalize_calls",
+        ),
+        (
+            "jaeger-config.yaml",
+            lambda c: c["extensions"]["jaeger_query"]["storage"].pop("metrics"),
+            "not a defined prometheus metric backend",
+        ),
+        ("jaeger-ui.json", lambda c: c["monitor"].update({"menuEnabled": False}), "Monitor tab off"),
+        (
+            "docker-compose.yml",
+            lambda c: c["services"]["jaeger"]["volumes"].remove(
+                "./jaeger-ui.json:/etc/jaeger/ui-config.json:ro"
+            ),
+            "not a mounted repository file",
+        ),
+        (
+            "collector-config.yaml",
+            lambda c: c["service"]["pipelines"]["metrics"]["receivers"].remove("span_metrics"),
+            "span_metrics does not take the traces pipeline's spans",
+        ),
+    ],
+)
+def test_a_broken_stack_edit_is_caught(path: str, edit: Callable[[Any], None], problem: str) -> None:
+    """Unmounted rule files, wrong targets and ports, lost exemplars, a Monitor tab reading nothing: each reported."""
+    problems = _stack_edit(path, edit)
+    assert any(problem in p for p in problems), problems
+
+
+def _run(command: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_promtool_accepts_the_prometheus_config_and_its_rules() -> None:
+    """`promtool check config prometheus/prometheus.yml` (which also checks the rule files it loads)."""
+    result = _run([tool("promtool"), "check", "config", str(ROOT / "prometheus" / "prometheus.yml")])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 1 rule files found" in result.stdout + result.stderr
+
+
+def test_promtool_catches_a_broken_prometheus_config(tmp_path: Path) -> None:
+    """A rule file that is not there, and an unknown key, fail promtool."""
+    config = load("prometheus/prometheus.yml")
+    shutil.copy(ROOT / "prometheus" / "rules.yml", tmp_path / "rules.yml")
+    config["rule_files"] = ["rulez.yml"]
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    result = _run([tool("promtool"), "check", "config", str(tmp_path / "prometheus.yml")])
+    assert result.returncode != 0 and "rulez.yml" in result.stdout + result.stderr
+    config = load("prometheus/prometheus.yml")
+    config["global"]["scrape_intervall"] = "15s"
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    result = _run([tool("promtool"), "check", "config", str(tmp_path / "prometheus.yml")])
+    assert result.returncode != 0 and "scrape_intervall" in result.stdout + result.stderr
+
+
+def test_amtool_accepts_the_alertmanager_config() -> None:
+    """`amtool check-config alertmanager/alertmanager.yml` (amtool ships in Debian's prometheus-alertmanager)."""
+    result = _run([tool("amtool"), "check-config", str(ROOT / "alertmanager" / "alertmanager.yml")])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+def test_amtool_catches_a_broken_alertmanager_config(tmp_path: Path) -> None:
+    """A route to an undefined receiver, and a webhook without a URL, fail amtool."""
+    for edit in (
+        lambda c: c["route"].update({"receiver": "pager"}),
+        lambda c: c["receivers"][0]["webhook_configs"][0].pop("url"),
+    ):
+        config = load("alertmanager/alertmanager.yml")
+        edit(config)
+        (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump(config))
+        result = _run([tool("amtool"), "check-config", str(tmp_path / "alertmanager.yml")])
+        assert result.returncode != 0, result.stdout

@@ -9,7 +9,6 @@ data directories.
 from __future__ import annotations
 
 import re
-import shutil
 import socket
 import subprocess
 import time
@@ -22,18 +21,11 @@ import httpx
 import yaml
 
 from .agent_harness import Agent, running_agent
+from .deploy_checks import tool as binary
 from .webhook_receiver import Receiver
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "prometheus" / "rules.yml"
-
-
-def binary(name: str) -> str:
-    found = shutil.which(name)
-    assert found is not None, (
-        f"{name} is missing: ./scripts/test installs it (apt-get install prometheus ...)"
-    )
-    return found
 
 
 def free_port() -> int:
