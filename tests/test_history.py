@@ -548,3 +548,56 @@ def test_the_history_benchmark_runs() -> None:
     assert done.returncode == 0, done.stderr
     for row in ("`record()`", "written to SQLite", "each metric, 1 days", "per hour", "trace id"):
         assert row in done.stdout, row
+
+
+def test_a_burst_of_reports_wakes_the_writer_once_not_per_report(tmp_path: Path) -> None:
+    """record() is the request's side: while a batch gathers it appends without waking the writer."""
+    history = History(tmp_path / "h.sqlite3", flush_interval_s=0.5)
+    try:
+        wakes = 0
+        real_set = history._wake.set
+
+        def counting_set() -> None:
+            nonlocal wakes
+            wakes += 1
+            real_set()
+
+        history._wake.set = counting_set  # type: ignore[method-assign]
+        history.record(report(0))
+        deadline = time.monotonic() + 5
+        while not history._collecting and time.monotonic() < deadline:  # the writer took the first one
+            time.sleep(0.01)
+        for n in range(1, 100):
+            history.record(report(n))
+        assert wakes == 1
+        assert history.flush()
+        assert history.stats()["written"] == 100
+    finally:
+        history.close()
+
+
+def test_a_settled_report_that_did_not_change_is_not_encoded_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second look at a written entry compares the report object it folds to, not its JSON."""
+    from ha_agent_tracing.reports import _history
+
+    encoded: list[Any] = []
+    real_dumps = json.dumps
+
+    def counting_dumps(value: Any, **options: Any) -> str:
+        encoded.append(value)
+        return real_dumps(value, **options)
+
+    monkeypatch.setattr(_history.json, "dumps", counting_dumps)
+    unchanged = Folding(report(2))
+    with opened(tmp_path / "h.sqlite3", settle_s=0.1) as history:
+        history.record(unchanged)
+        history.flush()
+        deadline = time.monotonic() + 5
+        while unchanged.folds < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        history.flush()
+        reports_encoded = [value for value in encoded if isinstance(value, dict) and "operation" in value]
+    assert unchanged.folds == 2
+    assert len(reports_encoded) == 1

@@ -31,7 +31,6 @@ import itertools
 import json
 import logging
 import math
-import queue
 import sqlite3
 import sys
 import threading
@@ -301,6 +300,8 @@ class _Flush:
 class _Entry(NamedTuple):
     row: ReportRow
     body: str
+    report: Any
+    """The report object encoded: an entry's ``report()`` returns the same one while nothing joined it."""
 
 
 _UPSERT = """
@@ -447,9 +448,14 @@ class History(HistoryReader):
         self._clock = clock
         self._lock_timeout = lock_timeout_s
         self._settle = settle_s
-        # (monotonic due time, entry, the body written): folded again when due.
-        self._settling: deque[tuple[float, Any, str]] = deque()
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=max_queue)
+        # (monotonic due time, entry, what was written): folded again when due.
+        self._settling: deque[tuple[float, Any, _Entry]] = deque()
+        # Reports and markers (flush, close) in order. The request side appends without a
+        # lock and wakes the writer only when it is idle or a batch is full, not per report.
+        self._inbox: deque[object] = deque()
+        self._wake = threading.Event()
+        self._collecting = False  # the writer lets a batch gather: records need not wake it
+        self._markers = 0  # flush and close markers in the inbox (under _lock)
         self._backlog: list[Any] = []
         self._lock = threading.Lock()
         self._state: State = "starting"
@@ -472,9 +478,8 @@ class History(HistoryReader):
         """
         if self._closed:
             return
-        try:
-            self._queue.put_nowait(report)
-        except queue.Full:
+        inbox = self._inbox
+        if len(inbox) >= self._max_queue:
             with self._lock:
                 self._counts["dropped"] += 1
             self._drop_warning.warn(
@@ -483,16 +488,23 @@ class History(HistoryReader):
                 self.path,
                 self._max_queue,
             )
+            return
+        inbox.append(report)
+        if not self._collecting or len(inbox) >= self._batch_size:
+            self._wake.set()
+
+    def _mark(self, marker: object) -> None:
+        with self._lock:
+            self._markers += 1
+        self._inbox.append(marker)
+        self._wake.set()
 
     def flush(self, timeout_s: float = 5.0) -> bool:
         """Write everything recorded so far; ``False`` if that took longer than ``timeout_s``."""
         if self._closed or not self._thread.is_alive():
             return False
         marker = _Flush(threading.Event())
-        try:
-            self._queue.put(marker, timeout=timeout_s)
-        except queue.Full:
-            return False
+        self._mark(marker)
         return marker.done.wait(timeout_s)
 
     def close(self, timeout_s: float = 5.0) -> bool:
@@ -501,13 +513,7 @@ class History(HistoryReader):
             return True
         self._closed = True
         deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                self._queue.put(_CLOSE, timeout=0.05)
-                break
-            except queue.Full:
-                if time.monotonic() > deadline:
-                    break
+        self._mark(_CLOSE)
         self._thread.join(max(0.0, deadline - time.monotonic()))
         return not self._thread.is_alive()
 
@@ -529,7 +535,7 @@ class History(HistoryReader):
             path=str(self.path),
             state=self._state,
             problem=self._problem,
-            queued=self._queue.qsize() + len(self._backlog),
+            queued=len(self._inbox) - self._markers + len(self._backlog),
             internal_errors=self._errors.count,
         )
         return counts
@@ -589,7 +595,7 @@ class History(HistoryReader):
         """Remember entries that fold on demand: late spans may still join them."""
         for item, entry in prepared:
             if not isinstance(item, Mapping):
-                self._settling.append((now + self._settle, item, entry.body))
+                self._settling.append((now + self._settle, item, entry))
         while len(self._settling) > self._max_queue:  # already written once; only the re-check is lost
             self._settling.popleft()
 
@@ -597,9 +603,16 @@ class History(HistoryReader):
         """Entries due for their second fold whose report changed since it was written."""
         changed: list[_Entry] = []
         while self._settling and (everything or self._settling[0][0] <= now):
-            _, item, body = self._settling.popleft()
-            entry = self._prepare(item)
-            if entry is not None and entry.body != body:
+            _, item, written = self._settling.popleft()
+            try:
+                report = item.report()
+            except Exception as exc:  # noqa: BLE001 - a broken report must not stop the writer
+                self._errors.record(exc)
+                continue
+            if report is None or report is written.report:
+                continue  # nothing joined it since (the entry returns its cached report), or it failed
+            entry = self._prepare(report)
+            if entry is not None and entry.body != written.body:
                 changed.append(entry)
         return changed
 
@@ -609,41 +622,59 @@ class History(HistoryReader):
         With nothing queued it returns by ``wake`` (a retry is due) or after the
         maintenance interval.
         """
-        batch: list[Any] = []
-        flushes: list[_Flush] = []
-        deadline: float | None = None
+        inbox = self._inbox
         idle_until = time.monotonic() + self._maintenance_interval
         if wake is not None:
             idle_until = min(idle_until, wake)
-        while len(batch) < self._batch_size:
-            now = time.monotonic()
-            timeout = (deadline if deadline is not None else idle_until) - now
+        self._collecting = False  # from here on a record wakes the writer: set before looking
+        while not inbox:
+            timeout = idle_until - time.monotonic()
+            if timeout <= 0:
+                return [], [], False
+            self._wake.wait(timeout)
+            self._wake.clear()  # cleared before the inbox is looked at again: no wake-up is lost
+        self._collecting = True
+        deadline = time.monotonic() + wait_s
+        while len(inbox) < self._batch_size and not self._markers:
+            timeout = deadline - time.monotonic()
             if timeout <= 0:
                 break
+            self._wake.wait(timeout)
+            self._wake.clear()
+        batch: list[Any] = []
+        flushes: list[_Flush] = []
+        while len(batch) < self._batch_size:
             try:
-                item = self._queue.get(timeout=timeout)
-            except queue.Empty:
+                item = inbox.popleft()
+            except IndexError:
                 break
             if item is _CLOSE:
+                self._unmark()
                 return batch + self._drain(), flushes, True
             if isinstance(item, _Flush):
+                self._unmark()
                 flushes.append(item)
                 break
             batch.append(item)
-            if deadline is None:
-                deadline = now + wait_s
         return batch, flushes, False
+
+    def _unmark(self) -> None:
+        with self._lock:
+            self._markers -= 1
 
     def _drain(self) -> list[Any]:
         rest: list[Any] = []
         while True:
             try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
+                item = self._inbox.popleft()
+            except IndexError:
                 return rest
             if isinstance(item, _Flush):
+                self._unmark()
                 item.done.set()
-            elif item is not _CLOSE:
+            elif item is _CLOSE:
+                self._unmark()
+            else:
                 rest.append(item)
 
     def _prepare(self, item: Any) -> _Entry | None:
@@ -653,7 +684,7 @@ class History(HistoryReader):
             if report is None:
                 return None
             row = report_row(report)
-            return _Entry(row, json.dumps(report, default=str, separators=(",", ":")))
+            return _Entry(row, json.dumps(report, default=str, separators=(",", ":")), report)
         except (ValueError, KeyError, TypeError) as exc:
             with self._lock:
                 self._counts["rejected"] += 1
