@@ -6,7 +6,12 @@
   never traced, so reading reports does not create reports.
 * Outgoing HTTP: both ``httpx`` and ``httpx2``. The openai SDK from version 3
   on sends through ``httpx2``; instrumenting ``httpx`` alone would miss every
-  model call.
+  model call. The instrumentation normalises every request and response
+  header on each call (one scan of the headers per header name) for the
+  headers ``OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_*`` capture, and
+  throws the result away when they capture none (the default);
+  :func:`lazy_header_normalisation` makes that work happen only when a header
+  is captured, in one pass, with the same result.
 
 FastAPI from 0.165 on also has OpenTelemetry support of its own, on by
 default as soon as a global tracer provider is set. It steps aside for an app
@@ -22,7 +27,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
@@ -37,6 +42,7 @@ __all__ = [
     "fastapi_native_telemetry_off",
     "instrument_app",
     "instrument_http_clients",
+    "lazy_header_normalisation",
     "uninstrument",
 ]
 
@@ -115,6 +121,92 @@ def instrument_app(
     return True
 
 
+class _NormalisedHeaders(Mapping[str, list[str]]):
+    """The contrib instrumentation's normalised headers, worked out on first use only.
+
+    Its ``_normalize_headers`` gives ``{lower-case name: [values, split at commas]}``
+    for ``get_custom_header_attributes``, which looks no further than
+    ``not headers`` when no header is captured. Truth comes from the source
+    headers (no work); anything else normalises them once, in one pass.
+    """
+
+    __slots__ = ("_module", "_normalise", "_result", "_source")
+
+    def __init__(
+        self, source: Any, module: Any, normalise: Callable[[Any, Any], dict[str, list[str]]]
+    ) -> None:
+        self._source = source
+        self._module = module
+        self._normalise = normalise
+        self._result: dict[str, list[str]] | None = None
+
+    def _normalised(self) -> dict[str, list[str]]:
+        result = self._result
+        if result is None:
+            result = self._result = _normalise_headers(self._source, self._module, self._normalise)
+        return result
+
+    def __bool__(self) -> bool:
+        return bool(self._source)
+
+    def __getitem__(self, key: str) -> list[str]:
+        return self._normalised()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._normalised())
+
+    def __len__(self) -> int:
+        return len(self._normalised())
+
+
+def _normalise_headers(
+    headers: Any, module: Any, original: Callable[[Any, Any], dict[str, list[str]]]
+) -> dict[str, list[str]]:
+    """What the instrumentation's ``_normalize_headers`` returns, in one pass over ``Headers``.
+
+    Its own asks ``get_list`` for every name, each a scan of all the headers.
+    Other inputs (dicts, raw lists), and names that are not ASCII (which
+    ``str.lower`` and ``bytes.lower`` treat differently), are left to it.
+    """
+    if not isinstance(headers, module.Headers):
+        return original(headers, module)
+    normalised: dict[str, list[str]] = {}
+    for name, value in headers.multi_items():
+        if not name.isascii():
+            return original(headers, module)
+        normalised.setdefault(name.lower(), []).extend(part.strip() for part in value.split(","))
+    return normalised
+
+
+def lazy_header_normalisation() -> bool:
+    """Make the httpx/httpx2 instrumentation normalise headers only when it captures some.
+
+    Replaces ``opentelemetry.instrumentation.httpx._normalize_headers`` (a
+    private function of the contrib package, pinned by a test) with one that
+    returns the same mapping, worked out on first use. Safe to repeat; returns
+    whether the function is (now) replaced.
+    """
+    try:
+        from opentelemetry.instrumentation import httpx as httpx_instrumentation
+    except ImportError:
+        return False
+    current = getattr(httpx_instrumentation, "_normalize_headers", None)
+    if current is None:
+        logger.debug("the httpx instrumentation has no _normalize_headers; headers stay normalised eagerly")
+        return False
+    if getattr(current, "_ha_agent_tracing_lazy", False):
+        return True
+    original: Callable[[Any, Any], dict[str, list[str]]] = current
+
+    def normalize_headers(headers: Any, module: Any) -> Mapping[str, list[str]]:
+        return _NormalisedHeaders(headers, module, original)
+
+    normalize_headers._ha_agent_tracing_lazy = True  # type: ignore[attr-defined]
+    normalize_headers.__wrapped__ = original  # type: ignore[attr-defined]
+    httpx_instrumentation._normalize_headers = normalize_headers  # type: ignore[attr-defined]
+    return True
+
+
 def _client_instrumentors(wanted: Callable[[str], bool]) -> list[BaseInstrumentor]:
     from opentelemetry.instrumentation.httpx import HTTPX2ClientInstrumentor, HTTPXClientInstrumentor
 
@@ -137,7 +229,10 @@ def instrument_http_clients(
     HTTP client metrics go there.
     """
     turned_on: list[BaseInstrumentor] = []
-    for instrumentor in _client_instrumentors(wanted):
+    instrumentors = _client_instrumentors(wanted)
+    if instrumentors:
+        lazy_header_normalisation()
+    for instrumentor in instrumentors:
         if instrumentor.is_instrumented_by_opentelemetry:
             continue
         if meter_provider is None:
