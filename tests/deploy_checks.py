@@ -3,7 +3,8 @@
 No Docker engine, collector, Jaeger or Grafana binary runs here, so the files
 are checked by construction: every component a pipeline names is defined under
 its current (non-deprecated) name, and the ports, endpoints and mounts that tie
-the service, the collector, Jaeger, Prometheus and Alertmanager together agree.
+the service, the collector, Jaeger, Prometheus, Alertmanager and Grafana agree;
+PromQL in the dashboard is read for the metric and label names it uses.
 Each check returns a list of problems; an empty list means the files are
 consistent.
 """
@@ -529,4 +530,238 @@ def _monitor_problems(
         problems.append(f"jaeger's UI config {ui_path or '(none)'} is not a mounted repository file")
     elif not (files.load(ui_file).get("monitor") or {}).get("menuEnabled"):
         problems.append("the Jaeger UI config leaves the Monitor tab off (monitor.menuEnabled)")
+    return problems
+
+
+# ---------------------------------------------------------------- Grafana
+
+
+PANEL_TYPES = {"row", "stat", "timeseries"}
+_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless"}
+_STRING = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'")
+_MATCHERS = re.compile(r"\{([^{}]*)\}")
+_MATCHER_LABEL = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*(?:=~|!~|!=|=)")
+_RANGE = re.compile(r"\[[^\]]*\]")
+_GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\(([^()]*)\)")
+_OFFSET = re.compile(r"\boffset\s+-?[0-9a-z]+")
+_NUMBER = re.compile(r"\b\d+(?:\.\d+)?(?:e[+-]?\d+)?\b")
+_IDENT = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
+_VARIABLE = re.compile(r"\$\{([A-Za-z0-9_]+)(?:[:.][^}]*)?\}|\$([A-Za-z0-9_]+)")
+_LABEL_VALUES = re.compile(r"^\s*label_values\((?:(.*),)?\s*([A-Za-z_][A-Za-z0-9_]*)\s*\)\s*$", re.S)
+_SAMPLE = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})?\s")
+_SAMPLE_LABEL = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=\"")
+SCRAPE_LABELS = {"job", "instance"}  # added by Prometheus to every scraped series
+
+
+def grafana_expr(expr: str) -> str:
+    """A panel query as Prometheus would get it: Grafana's variables replaced by sample values."""
+    expr = expr.replace("$__rate_interval", "1m").replace("$__interval", "1m").replace("$__range", "1h")
+    return _VARIABLE.sub("x", expr)
+
+
+def promql_names(expr: str) -> tuple[set[str], set[str]]:
+    """(metric names, label names) a PromQL expression reads (a ``label_values(...)`` query too)."""
+    labels: set[str] = set()
+    values = _LABEL_VALUES.match(expr)
+    if values is not None:
+        labels.add(values.group(2))
+        expr = values.group(1) or ""
+    text = _STRING.sub('""', expr)
+    for match in _MATCHERS.finditer(text):
+        labels |= set(_MATCHER_LABEL.findall(match.group(1)))
+    text = _MATCHERS.sub(" ", text)
+    text = _RANGE.sub(" ", text)
+    for match in _GROUPING.finditer(text):
+        labels |= set(_IDENT.findall(match.group(1)))
+    text = _NUMBER.sub(" ", _OFFSET.sub(" ", _GROUPING.sub(" ", text)))
+    metrics = {
+        m.group(0)
+        for m in _IDENT.finditer(text)
+        if m.group(0) not in _KEYWORDS and not text[m.end() :].lstrip().startswith("(")
+    }
+    return metrics, labels
+
+
+def exposition_series(text: str) -> dict[str, set[str]]:
+    """Each sample name of a Prometheus text exposition, with the label names it carries."""
+    found: dict[str, set[str]] = {}
+    for line in text.splitlines():
+        match = _SAMPLE.match(line) if line and not line.startswith("#") else None
+        if match is not None:
+            found.setdefault(match.group(1), set()).update(_SAMPLE_LABEL.findall(match.group(2) or ""))
+    return found
+
+
+def dashboard_queries(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
+    """(where, PromQL) of every panel target and every query variable of a dashboard."""
+    found = []
+    for panel in _panels(dashboard):
+        for target in panel.get("targets") or []:
+            found.append((f"panel {panel.get('title')!r} {target.get('refId')}", str(target.get("expr", ""))))
+    for variable in (dashboard.get("templating") or {}).get("list") or []:
+        if variable.get("type") == "query":
+            query = variable.get("query")
+            found.append(
+                (
+                    f"variable {variable.get('name')!r}",
+                    str(query.get("query") if isinstance(query, dict) else query),
+                )
+            )
+    return found
+
+
+def _panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
+    panels = []
+    for panel in dashboard.get("panels") or []:
+        panels.append(panel)
+        panels.extend(panel.get("panels") or [])  # a collapsed row keeps its panels inside
+    return panels
+
+
+def panel_query_problems(dashboard: dict[str, Any], exported: dict[str, set[str]]) -> list[str]:
+    """Every query names series the service exports, and labels those series carry."""
+    problems = []
+    for where, expr in dashboard_queries(dashboard):
+        metrics, labels = promql_names(grafana_expr(expr))
+        if not metrics:
+            problems.append(f"{where} reads no metric: {expr}")
+        for name in sorted(metrics - set(exported)):
+            problems.append(f"{where} reads {name}, which the service does not export")
+        known = SCRAPE_LABELS.union(*(exported.get(m, set()) for m in metrics))
+        for label in sorted(labels - known):
+            problems.append(f"{where} uses label {label!r}, which {sorted(metrics)} do not carry")
+    return problems
+
+
+def _overlap(a: dict[str, int], b: dict[str, int]) -> bool:
+    return (
+        a["x"] < b["x"] + b["w"]
+        and b["x"] < a["x"] + a["w"]
+        and a["y"] < b["y"] + b["h"]
+        and b["y"] < a["y"] + a["h"]
+    )
+
+
+def grafana_problems(compose: dict[str, Any], files: Files | None = None) -> list[str]:
+    """Grafana's service, provisioning and dashboard: mounted, pointing at the stack, a sane dashboard."""
+    files = files or Files()
+    problems: list[str] = []
+    services: dict[str, Any] = compose.get("services") or {}
+    grafana = services.get("grafana")
+    if grafana is None:
+        return ["service 'grafana' is missing"]
+    named = set(compose.get("volumes") or {})
+    if host_path(grafana, "/etc/grafana/provisioning") != "grafana/provisioning":
+        problems.append("./grafana/provisioning is not mounted at /etc/grafana/provisioning")
+    if not _on_named_volume(grafana, "/var/lib/grafana", named):
+        problems.append("Grafana's own state (/var/lib/grafana) is not on a named volume")
+    if 3000 not in _container_ports(grafana):
+        problems.append("Grafana (3000) is not published")
+    for needed in ("prometheus", "jaeger"):
+        if needed not in (grafana.get("depends_on") or {}):
+            problems.append(f"grafana does not wait for {needed}")
+
+    sources = files.load("grafana/provisioning/datasources/datasources.yml")
+    by_uid: dict[str, dict[str, Any]] = {}
+    for source in sources.get("datasources") or []:
+        if source.get("uid") in by_uid:
+            problems.append(f"data source uid {source.get('uid')!r} is defined twice")
+        by_uid[str(source.get("uid"))] = source
+    if sources.get("apiVersion") != 1:
+        problems.append("the data sources file is not apiVersion 1")
+    expected = {"prometheus": ("prometheus", 9090), "jaeger": ("jaeger", 16686)}
+    for kind, (service, port) in expected.items():
+        found = [s for s in by_uid.values() if s.get("type") == kind]
+        if len(found) != 1:
+            problems.append(f"expected one {kind} data source, found {len(found)}")
+        elif _host_port(str(found[0].get("url", ""))) != (service, port):
+            problems.append(
+                f"the {kind} data source points at {found[0].get('url')!r}, not http://{service}:{port}"
+            )
+    prometheus_uids = {uid for uid, s in by_uid.items() if s.get("type") == "prometheus"}
+    jaeger_uids = {uid for uid, s in by_uid.items() if s.get("type") == "jaeger"}
+    destinations = [
+        d
+        for uid in prometheus_uids
+        for d in (by_uid[uid].get("jsonData") or {}).get("exemplarTraceIdDestinations") or []
+    ]
+    if not any(d.get("name") == "trace_id" and d.get("datasourceUid") in jaeger_uids for d in destinations):
+        problems.append("exemplars (label trace_id) do not link to the Jaeger data source")
+
+    provider_file = files.load("grafana/provisioning/dashboards/dashboards.yml")
+    paths = [str((p.get("options") or {}).get("path", "")) for p in provider_file.get("providers") or []]
+    dashboards = [host_path(grafana, path) for path in paths]
+    if not dashboards or None in dashboards:
+        problems.append(f"the dashboard provider reads {paths}, not a mounted repository folder")
+        return problems
+    home = (grafana.get("environment") or {}).get("GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH")
+    home_file = host_path(grafana, str(home)) if home else None
+    if home and (home_file is None or not files.exists(home_file)):
+        problems.append(f"the home dashboard {home} is not a mounted repository file")
+    dashboard_file = f"{dashboards[0]}/ha-agent-tracing.json"
+    if not files.exists(dashboard_file):
+        problems.append(f"{dashboard_file} is missing")
+        return problems
+    problems.extend(dashboard_problems(files.load(dashboard_file), prometheus_uids))
+    return problems
+
+
+def dashboard_problems(dashboard: dict[str, Any], prometheus_uids: set[str]) -> list[str]:
+    """The dashboard JSON is one Grafana can load: ids, layout, data sources, variables, exemplars."""
+    problems: list[str] = []
+    uid = dashboard.get("uid")
+    if not isinstance(uid, str) or not 0 < len(uid) <= 40:
+        problems.append(f"the dashboard uid {uid!r} is not a string of 1 to 40 characters")
+    if not dashboard.get("title"):
+        problems.append("the dashboard has no title")
+    if not isinstance(dashboard.get("schemaVersion"), int) or dashboard["schemaVersion"] < 36:
+        problems.append(
+            f"schemaVersion {dashboard.get('schemaVersion')!r} is not a current one (36 or later)"
+        )
+    variables = {str(v.get("name")) for v in (dashboard.get("templating") or {}).get("list") or []}
+    panels = _panels(dashboard)
+    ids = [p.get("id") for p in panels]
+    if len(set(ids)) != len(ids) or not all(isinstance(i, int) for i in ids):
+        problems.append(f"panel ids {ids} are not unique integers")
+    placed: list[tuple[str, dict[str, int]]] = []
+    for panel in panels:
+        title = panel.get("title")
+        if panel.get("type") not in PANEL_TYPES:
+            problems.append(
+                f"panel {title!r} has type {panel.get('type')!r}, not one of {sorted(PANEL_TYPES)}"
+            )
+        grid = panel.get("gridPos") or {}
+        if (
+            not all(isinstance(grid.get(k), int) for k in ("x", "y", "w", "h"))
+            or grid["x"] < 0
+            or grid["x"] + grid["w"] > 24
+        ):
+            problems.append(f"panel {title!r} has gridPos {grid} outside the 24 columns")
+            continue
+        for other, other_grid in placed:
+            if _overlap(grid, other_grid):
+                problems.append(f"panel {title!r} overlaps panel {other!r}")
+        placed.append((str(title), grid))
+        if panel.get("type") == "row":
+            continue
+        targets = panel.get("targets") or []
+        refs = [t.get("refId") for t in targets]
+        if not targets or len(set(refs)) != len(refs):
+            problems.append(f"panel {title!r} has no targets or repeats a refId")
+        for source in [panel.get("datasource") or {}] + [t.get("datasource") or {} for t in targets]:
+            if source.get("uid") not in prometheus_uids:
+                problems.append(
+                    f"panel {title!r} uses data source {source.get('uid')!r}, not a provisioned Prometheus"
+                )
+        texts = [str(t.get("expr", "")) for t in targets] + [
+            str(link.get("url", ""))
+            for link in ((panel.get("fieldConfig") or {}).get("defaults") or {}).get("links") or []
+        ]
+        for text in texts:
+            for a, b in _VARIABLE.findall(text):
+                name = a or b
+                if not name.startswith("__") and name not in variables:
+                    problems.append(f"panel {title!r} uses ${name}, which the dashboard does not define")
+    if not any(t.get("exemplar") for p in panels for t in p.get("targets") or []):
+        problems.append("no panel shows exemplars: nothing links a point to its trace")
     return problems

@@ -238,12 +238,13 @@ def test_a_broken_jaeger_edit_is_caught(
 
 
 def test_the_compose_stack_pins_the_documented_images() -> None:
-    """Jaeger v2 and the contrib collector at the pinned versions."""
+    """Jaeger v2, the contrib collector, Prometheus, Alertmanager and Grafana at the pinned versions."""
     services = load("docker-compose.yml")["services"]
     assert services["jaeger"]["image"] == "cr.jaegertracing.io/jaegertracing/jaeger:2.20.0"
     assert services["otel-collector"]["image"] == "otel/opentelemetry-collector-contrib:0.159.0"
     assert services["prometheus"]["image"] == "prom/prometheus:v3.15.0"
     assert services["alertmanager"]["image"] == "prom/alertmanager:v0.34.1"
+    assert services["grafana"]["image"] == "grafana/grafana:13.3.0"
     assert "/status" in " ".join(services["jaeger"]["healthcheck"]["test"])
 
 
