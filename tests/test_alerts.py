@@ -9,15 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from ha_agent_tracing import configure_tracing
+from ha_agent_tracing import configure_tracing, get_tracker
 from ha_agent_tracing.analysis import (
     AlertEngine,
+    AlertRule,
     RuleError,
     WebhookNotifier,
     default_rules,
     parse_expression,
     parse_rules_file,
 )
+from ha_agent_tracing.reports import History, HistoryReader
 from ha_agent_tracing.telemetry._metrics import Observation
 
 from .agent_harness import running_agent
@@ -271,6 +273,115 @@ def test_memory_is_bounded_by_the_longest_look_back() -> None:
         engine.evaluate()
     assert set(engine._series) == {("metric", "x")}
     assert len(engine._series[("metric", "x")].slots) <= 7
+
+
+# ---------------------------------------------------------------- the regression baseline from history
+
+
+def _report(i: int, at: float, ms: float) -> dict[str, object]:
+    return {
+        "operation": "chat_request",
+        "total_duration": ms,
+        "timestamp": at,
+        "metrics": [{"name": "openai_api_call", "duration": ms / 2, "status": "ok", "metadata": {}}],
+        "trace_id": f"{i + 1:032x}",
+        "span_id": f"{i + 1:016x}",
+        "status": "ok",
+    }
+
+
+def _history_of_yesterday(path: Path, start: float, ms: float, count: int = 30) -> None:
+    """A real SQLite history holding ``count`` chat requests of ``ms`` from ``start`` on, one a second."""
+    history = History(path)
+    for i in range(count):
+        history.record(_report(i, start + i, ms))
+    assert history.close()
+
+
+def _regression_rule() -> AlertRule:
+    (rule,) = [r for r in default_rules() if r.kind == "regression"]
+    return rule
+
+
+def test_after_a_restart_the_regression_baseline_comes_from_history(tmp_path: Path) -> None:
+    """A new engine (nothing in memory from yesterday) compares this hour with yesterday's reports."""
+    path = tmp_path / "history.sqlite3"
+    now = T0 + 86400
+    _history_of_yesterday(path, T0 - 1800, 100.0)  # yesterday, half an hour before this time
+    clock = Clock(now)
+    engine = AlertEngine([_regression_rule()], clock=clock, history=HistoryReader(path))
+    engine.observe([Observation("operation", "chat_request", "chat_request", 140, False, now - 600)] * 30)
+    assert engine.evaluate() == []  # 1.4x yesterday: below 1.5x
+    engine.observe([Observation("operation", "chat_request", "chat_request", 300, False, now - 60)] * 60)
+    clock.now += 15
+    (fired,) = engine.evaluate()
+    assert fired.rule == "chat_request_regression"
+    assert fired.threshold == pytest.approx(150, rel=0.03)  # 1.5 x yesterday's p95 of 100 ms
+    assert fired.value == pytest.approx(300, rel=0.03)
+
+
+def test_a_metric_baseline_is_read_from_the_reports_metrics(tmp_path: Path) -> None:
+    """A regression on a tracked metric reads that metric's durations out of yesterday's reports."""
+    path = tmp_path / "history.sqlite3"
+    now = T0 + 86400
+    _history_of_yesterday(path, T0 - 1800, 100.0)  # openai_api_call: 50 ms each
+    rule = parse_expression("model_regression", "p95(openai_api_call) >= 2 x offset 1d over 1h", min_count=20)
+    clock = Clock(now)
+    engine = AlertEngine([rule], clock=clock, history=HistoryReader(path))
+    engine.observe([metric("openai_api_call", 120, now - 300)] * 25)
+    (fired,) = engine.evaluate()
+    assert fired.threshold == pytest.approx(100, rel=0.03)  # 2 x 50 ms
+
+
+def test_yesterday_outside_the_window_is_no_baseline(tmp_path: Path) -> None:
+    """Reports two hours off the same time yesterday do not count: the rule stays quiet."""
+    path = tmp_path / "history.sqlite3"
+    now = T0 + 86400
+    _history_of_yesterday(path, T0 - 7200, 10.0)
+    engine = AlertEngine([_regression_rule()], clock=Clock(now), history=HistoryReader(path))
+    engine.observe([Observation("operation", "chat_request", "chat_request", 500, False, now - 60)] * 30)
+    assert engine.evaluate() == []
+
+
+def test_an_unreadable_history_falls_back_to_memory_with_one_error(
+    tmp_path: Path, lib_logs: pytest.LogCaptureFixture
+) -> None:
+    """A corrupt history file: one logged error, and the in-memory baseline is used."""
+    path = tmp_path / "history.sqlite3"
+    path.write_bytes(b"not a database" * 100)
+    clock = Clock(T0 + 86400)
+    engine = AlertEngine([_regression_rule()], clock=clock, history=HistoryReader(path))
+    engine.observe([Observation("operation", "chat_request", "chat_request", 100, False, T0 - 60)] * 30)
+    engine.observe(
+        [Observation("operation", "chat_request", "chat_request", 300, False, T0 + 86400 - 60)] * 30
+    )
+    (fired,) = engine.evaluate()
+    assert fired.threshold == pytest.approx(150, rel=0.03)
+    clock.now += 15
+    engine.evaluate()
+    errors = [r.getMessage() for r in lib_logs.records if r.levelno >= logging.ERROR]
+    assert len([e for e in errors if "report history" in e]) == 1, errors
+
+
+def test_the_service_reads_the_regression_baseline_from_its_history(tmp_path: Path) -> None:
+    """configure_tracing with history on: today's slower requests fire against yesterday's stored reports."""
+    path = tmp_path / "history.sqlite3"
+    now = time.time()
+    _history_of_yesterday(path, now - 86400 - 1800, 5.0)  # yesterday's requests took 5 ms
+    tracing = make_tracing()
+    runtime = configure_tracing(
+        tracer_provider=tracing.provider, history_path=str(path), alert_interval_s=3600
+    )
+    engine = runtime.alerts
+    assert engine is not None
+    tracker = get_tracker()
+    for _ in range(25):
+        with tracker.operation("chat_request"), tracker.track("openai_api_call"):
+            time.sleep(0.02)  # today's take 20 ms and more
+    engine.clock = Clock(time.time())
+    fired = engine.evaluate()
+    assert [a.rule for a in fired] == ["chat_request_regression"]
+    assert fired[0].threshold == pytest.approx(7.5, rel=0.05)  # 1.5 x yesterday's 5 ms
 
 
 # ---------------------------------------------------------------- the service

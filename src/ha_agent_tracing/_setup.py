@@ -302,8 +302,13 @@ def _metrics(
     return built
 
 
-def _alerts(config: TracingConfig) -> tuple[AlertEngine | None, WebhookNotifier | None]:
-    """The embedded alert evaluator and its webhook, from the settings (rule problems logged)."""
+def _alerts(
+    config: TracingConfig, history: History | None
+) -> tuple[AlertEngine | None, WebhookNotifier | None]:
+    """The embedded alert evaluator and its webhook, from the settings (rule problems logged).
+
+    With a report history, regression rules read their baseline window from it.
+    """
     if not config.alerts:
         return None, None
     if config.alert_rules:
@@ -323,7 +328,7 @@ def _alerts(config: TracingConfig) -> tuple[AlertEngine | None, WebhookNotifier 
             retries=config.alert_webhook_retries,
             labels={"service": config.service_name},
         )
-    engine = AlertEngine(rules, notify=webhook, interval_s=config.alert_interval_s).start()
+    engine = AlertEngine(rules, notify=webhook, interval_s=config.alert_interval_s, history=history).start()
     logger.info("evaluating %d alert rule(s) every %g s", len(rules), config.alert_interval_s)
     return engine, webhook
 
@@ -372,7 +377,8 @@ def _configure(
             "OTEL_EXPORTER_OTLP_ENDPOINT (e.g. http://localhost:4318) or OTEL_TRACES_EXPORTER=otlp"
         )
     metrics = _metrics(config, provider, tracer_provider is not None, meter_provider)
-    alerts, webhook = _alerts(config)
+    history = open_history(config, tracker)
+    alerts, webhook = _alerts(config, history)
     span_metrics = None
     if metrics is not None or alerts is not None:
         span_metrics = SpanMetricsProcessor(
@@ -401,7 +407,7 @@ def _configure(
         span_metrics=span_metrics,
         alerts=alerts,
         webhook=webhook,
-        history=open_history(config, tracker),
+        history=history,
     )
 
 

@@ -14,6 +14,12 @@ rules mention, and evaluates every rule:
 Memory is bounded whatever the traffic: per name and minute, a histogram of
 log-spaced buckets 5 % wide (percentiles are read to within ±2.5 %), kept as
 long as the longest rule looks back (window + offset).
+
+A regression rule's baseline (the same window a day earlier) is read from the
+report history when one is given (``history``): the reports of that window,
+folded into the same histograms on the evaluator's thread, once a minute. A
+restarted service then still has yesterday to compare with. Without history,
+or while it cannot be read, the baseline is the in-memory one.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from typing import Any, Literal, Protocol
 
 from ha_agent_tracing._internal import InternalErrors, RateLimitedWarning
 from ha_agent_tracing.analysis._rules import AlertRule
+from ha_agent_tracing.reports._history import HistoryReader, HistoryUnavailable
 
 __all__ = ["Alert", "AlertEngine", "Measurement", "WebhookNotifier", "alertmanager_payload"]
 
@@ -176,7 +183,7 @@ class AlertEngine:
         notify: called with each transition (an :class:`Alert`) after it is logged.
         interval_s: time between evaluations of the background thread.
         max_inbox: measurements waiting for the next evaluation at most (oldest dropped).
-        labels: extra labels for notifications (e.g. ``service``).
+        history: the report history; regression rules read their baseline window from it.
     """
 
     def __init__(
@@ -187,6 +194,7 @@ class AlertEngine:
         notify: Callable[[Alert, AlertRule], None] | None = None,
         interval_s: float = 15.0,
         max_inbox: int = 100_000,
+        history: HistoryReader | None = None,
     ) -> None:
         self.rules = list(rules)
         self.clock = clock
@@ -202,6 +210,10 @@ class AlertEngine:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._errors = InternalErrors("alert evaluator")
+        self._history = history
+        self._history_errors = InternalErrors("alert baseline from the report history")
+        # rule name -> (first minute, last minute) and the baseline window read for it
+        self._baselines: dict[str, tuple[tuple[int, int], _Window]] = {}
 
     # ------------------------------------------------------------ input
 
@@ -245,10 +257,30 @@ class AlertEngine:
         value = current.quantile(rule.quantile)
         if rule.kind == "percentile":
             return value, rule.threshold
-        baseline = self._window(rule.target, now - rule.offset_s - rule.window_s, now - rule.offset_s)
+        baseline = self._baseline(rule, now - rule.offset_s - rule.window_s, now - rule.offset_s, now)
         if baseline.count < rule.min_count:
             return None
         return value, rule.threshold * baseline.quantile(rule.quantile)
+
+    def _baseline(self, rule: AlertRule, start_s: float, end_s: float, now: float) -> _Window:
+        """The baseline window: from the report history when there is one, else from memory."""
+        history = self._history
+        if history is None or not history.path.exists():
+            return self._window(rule.target, start_s, end_s)
+        minutes = (int(start_s // _SLOT_S), int(end_s // _SLOT_S))
+        cached = self._baselines.get(rule.name)
+        if cached is not None and cached[0] == minutes:
+            return cached[1]
+        # Whole minutes, as the in-memory windows count them.
+        since, until = minutes[0] * _SLOT_S, (minutes[1] + 1) * _SLOT_S
+        try:
+            window = _history_window(history, rule.target, since, until)
+        except HistoryUnavailable as exc:
+            self._history_errors.record(exc)
+            return self._window(rule.target, start_s, end_s)
+        if until < now - _SLOT_S:  # a minute still being written is read again next time
+            self._baselines[rule.name] = (minutes, window)
+        return window
 
     def evaluate(self) -> list[Alert]:
         """Fold in new measurements and evaluate every rule once; returns the transitions."""
@@ -330,6 +362,21 @@ class AlertEngine:
         if self._thread is not None:
             self._thread.join(timeout_s)
             self._thread = None
+
+
+def _history_window(history: HistoryReader, name: str, since: float, until: float) -> _Window:
+    """``name``'s measurements in the reports of ``[since, until)``: an operation's, else a metric's."""
+    series = _Series()
+    rows = history.rows(since, until, operation=name)
+    if rows:
+        for row in rows:
+            series.add(row.timestamp, row.total_duration, row.status == "error")
+    else:
+        for row in history.rows(since, until):
+            for metric, ms, failed in row.metrics():
+                if metric == name:
+                    series.add(row.timestamp, ms, failed)
+    return series.window(since, until - _SLOT_S)
 
 
 def _format(rule: AlertRule, value: float) -> str:
