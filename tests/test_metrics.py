@@ -385,3 +385,58 @@ def test_otlp_metrics_reach_a_collector_with_exemplars() -> None:
         "status": "ok",
     }
     assert [e.trace_id.hex() for e in point.exemplars] == [report["trace_id"]]
+
+
+def test_measurements_are_recorded_off_the_request_thread() -> None:
+    """The request's thread only queues a measurement; the SDK's Histogram.record runs elsewhere."""
+    import threading
+
+    from ha_agent_tracing import get_runtime
+
+    reader = InMemoryMetricReader()
+    meters = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+    tracing = make_tracing()
+    configure_tracing(tracer_provider=tracing.provider, meter_provider=meters, alerts=False)
+    runtime = get_runtime()
+    assert runtime is not None and runtime.span_metrics is not None
+    processor = runtime.span_metrics
+    recorded_on: list[int] = []
+    histogram = processor._metric  # pyright: ignore[reportPrivateUsage]
+    assert histogram is not None
+
+    class Spy:
+        def record(self, *args: Any, **kwargs: Any) -> None:
+            recorded_on.append(threading.get_ident())
+            histogram.record(*args, **kwargs)
+
+    processor._metric = Spy()  # type: ignore[assignment]  # pyright: ignore[reportPrivateUsage]
+    tracker = get_tracker()
+    with tracker.operation("nightly_sync"), tracker.track("fetch"), tracker.track("parse"):
+        pass
+    deadline = time.monotonic() + 10
+    while len(recorded_on) < 2 and time.monotonic() < deadline:  # no collection: the thread records
+        time.sleep(0.01)
+    assert len(recorded_on) == 2
+    assert threading.get_ident() not in recorded_on
+    assert processor.stats()["queued_measurements"] == 0
+    found = points(reader)["ha_agent_tracing.metric.duration"]
+    assert sorted(str(attrs(p)["metric"]) for p in found) == ["fetch", "parse"]
+    meters.shutdown()
+
+
+def test_a_collection_right_after_a_request_holds_its_measurements() -> None:
+    """What is still queued is recorded before a collection reads the instruments; the hook is not exported."""
+    reader = InMemoryMetricReader()
+    meters = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+    tracing = make_tracing()
+    configure_tracing(tracer_provider=tracing.provider, meter_provider=meters, alerts=False)
+    tracker = get_tracker()
+    for _ in range(20):
+        with tracker.operation("nightly_sync"), tracker.track("fetch"):
+            pass
+    found = points(reader)  # at once: the recording thread waits before it records a batch
+    (point,) = found["ha_agent_tracing.metric.duration"]
+    (operation,) = found["ha_agent_tracing.operation.duration"]
+    assert (point.count, operation.count) == (20, 20)
+    assert set(found) == {"ha_agent_tracing.metric.duration", "ha_agent_tracing.operation.duration"}
+    meters.shutdown()

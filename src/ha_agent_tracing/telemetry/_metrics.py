@@ -20,6 +20,18 @@ No second timing: :class:`SpanMetricsProcessor` is a span processor whose
 The same measurements feed the embedded alert evaluator as
 :class:`Observation` tuples (``sinks``), whether or not metrics are exported.
 
+**Recording is off the request thread.** ``on_end`` only works out what to
+record (cheap bookkeeping, the attribute dicts reused) and queues each
+measurement with its span's context; the SDK's ``Histogram.record`` (attribute
+hashing, the bucket search, the exemplar reservoir: ≈10 µs a measurement) runs
+on a background thread that drains the queue every
+:data:`RECORDING_INTERVAL_S`, and at every collection of the meter provider
+(an observable instrument's callback that observes nothing), at
+``force_flush`` and at ``shutdown``. So a collection or an export holds every
+measurement of the spans that ended before it, each with the context of its
+span (the exemplar's trace and span ids); only the exemplar's timestamp is the
+time of recording, up to that interval after the span ended.
+
 :func:`build_metrics` makes the ``MeterProvider`` from the configuration:
 ``otlp`` and ``console`` readers export every ``OTEL_METRIC_EXPORT_INTERVAL``;
 ``prometheus`` serves a scrape endpoint on loopback by default.
@@ -29,14 +41,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict
+import time
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.metrics import Histogram, Meter, MeterProvider
+from opentelemetry.metrics import CallbackOptions, Histogram, Meter, MeterProvider
+from opentelemetry.metrics import Observation as Observed
 from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
@@ -57,6 +71,7 @@ __all__ = [
     "INSTRUMENTS",
     "METRIC_DURATION",
     "OPERATION_DURATION",
+    "RECORDING_INTERVAL_S",
     "MetricsRuntime",
     "Observation",
     "SpanMetricsProcessor",
@@ -110,6 +125,12 @@ _NOT_CLIENT_OPERATIONS = frozenset({"execute_tool"})
 _NO_EXEMPLAR = Context()
 _NS_PER_S = 1e9
 
+RECORDING_INTERVAL_S = 0.05
+"""Longest a measurement waits in the queue before the background thread records it."""
+
+# An observable instrument whose callback records the queue and observes nothing: not exported.
+_COLLECT_HOOK = "ha_agent_tracing.internal.record_queued"
+
 
 class Observation(NamedTuple):
     """One finished measurement, as the alert evaluator reads it."""
@@ -127,6 +148,8 @@ class Observation(NamedTuple):
 
 # A tracked metric waiting for its request's root: name, start ns, end ns, error, context.
 _Pending = tuple[str, int, int, bool, Any]
+# A measurement queued for the recording thread: instrument, value, attributes, span context.
+_Queued = tuple[Histogram, float, Any, Any]
 
 
 class _Request:
@@ -170,6 +193,15 @@ class SpanMetricsProcessor(SpanProcessor):
         self._gen_ai_duration: Histogram | None = None
         self._gen_ai_tokens: Histogram | None = None
         self._attributes: dict[tuple[str, str, str], dict[str, str]] = {}
+        self._queued: deque[_Queued] = deque()
+        self._recording = threading.Lock()  # one drain at a time (the thread, a collection, a flush)
+        self._wake = threading.Event()
+        self._idle = True  # the recording thread waits for a measurement: the next one wakes it
+        self._thread: threading.Thread | None = None
+        self.recorded = 0
+        """Measurements recorded by the SDK so far."""
+        self.recording_cpu_s = 0.0
+        """CPU seconds spent recording them (off the request thread, in the SDK)."""
         if meter is not None:
             boundaries = (
                 DURATION_BUCKETS_S,
@@ -183,6 +215,7 @@ class SpanMetricsProcessor(SpanProcessor):
                 )
                 for (name, unit, description), buckets in zip(INSTRUMENTS, boundaries, strict=True)
             )
+            meter.create_observable_gauge(_COLLECT_HOOK, callbacks=[self._record_before_collection])
 
     def stats(self) -> dict[str, int]:
         """Requests waiting for their root, evicted ones and internal errors."""
@@ -191,8 +224,64 @@ class SpanMetricsProcessor(SpanProcessor):
         return {
             "pending_traces": pending,
             "evicted_traces": self.evicted_traces,
+            "queued_measurements": len(self._queued),
             "internal_errors": self._errors.count,
         }
+
+    # ------------------------------------------------------------ recording, off the request thread
+
+    def _queue(self, histogram: Histogram, value: float, attributes: Any, span_context: Any) -> None:
+        self._queued.append((histogram, value, attributes, span_context))
+        if self._idle:
+            self._idle = False
+            if self._thread is None:
+                self._start_thread()
+            self._wake.set()
+
+    def _start_thread(self) -> None:
+        with self._lock:
+            if self._thread is None and not self._closed:
+                self._thread = threading.Thread(
+                    target=self._run, name="ha-agent-tracing-metrics", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        while not self._closed:
+            self._wake.wait()
+            self._wake.clear()
+            if self._closed:
+                return
+            time.sleep(RECORDING_INTERVAL_S)  # let a batch gather
+            self.record_queued()
+            self._idle = True
+            if self._queued:  # queued after the drain, before idle was set: nobody woke us
+                self._idle = False
+                self._wake.set()
+
+    def record_queued(self) -> int:
+        """Record every queued measurement now; returns how many. Never raises."""
+        queued = self._queued
+        count = 0
+        with self._recording:
+            started = time.thread_time()
+            while True:
+                try:
+                    histogram, value, attributes, span_context = queued.popleft()
+                except IndexError:
+                    break
+                try:
+                    histogram.record(value, attributes, context=self._exemplar(span_context))
+                except Exception as exc:  # noqa: BLE001 - telemetry never breaks the application
+                    self._errors.record(exc)
+                count += 1
+            self.recorded += count
+            self.recording_cpu_s += time.thread_time() - started
+        return count
+
+    def _record_before_collection(self, options: CallbackOptions) -> list[Observed]:
+        self.record_queued()
+        return []
 
     def on_end(self, span: ReadableSpan) -> None:
         """Record what a finished span measured; never raises."""
@@ -274,7 +363,7 @@ class SpanMetricsProcessor(SpanProcessor):
                     attrs = cache[key] = {"metric": name, "operation": operation, "status": status}
                     if len(cache) > 10_000:
                         cache.clear()
-                histogram.record(seconds, attrs, context=self._exemplar(ctx))
+                self._queue(histogram, seconds, attrs, ctx)
             if self._sinks:
                 observations.append(
                     Observation("metric", name, operation, seconds * 1000, error, end / _NS_PER_S)
@@ -284,9 +373,7 @@ class SpanMetricsProcessor(SpanProcessor):
             seconds = (end - start) / _NS_PER_S
             if self._operation is not None:
                 status = "error" if error else "ok"
-                self._operation.record(
-                    seconds, {"operation": operation, "status": status}, context=self._exemplar(ctx)
-                )
+                self._queue(self._operation, seconds, {"operation": operation, "status": status}, ctx)
             if self._sinks:
                 observations.append(
                     Observation("operation", operation, operation, seconds * 1000, error, end / _NS_PER_S)
@@ -300,12 +387,12 @@ class SpanMetricsProcessor(SpanProcessor):
         if span.start_time is None or span.end_time is None:
             return
         common = {key: attributes[key] for key in _GEN_AI_ATTRIBUTES if key in attributes}
-        context = self._exemplar(span.context)
+        context = span.context
         duration_attrs = common
         if span.status.status_code is StatusCode.ERROR:
             duration_attrs = {**common, "error.type": str(attributes.get("error.type", "_OTHER"))}
-        self._gen_ai_duration.record(
-            (span.end_time - span.start_time) / _NS_PER_S, duration_attrs, context=context
+        self._queue(
+            self._gen_ai_duration, (span.end_time - span.start_time) / _NS_PER_S, duration_attrs, context
         )
         for token_type, key in (
             ("input", "gen_ai.usage.input_tokens"),
@@ -313,19 +400,20 @@ class SpanMetricsProcessor(SpanProcessor):
         ):
             value = attributes.get(key)
             if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-                self._gen_ai_tokens.record(
-                    value, {**common, "gen_ai.token.type": token_type}, context=context
-                )
+                self._queue(self._gen_ai_tokens, value, {**common, "gen_ai.token.type": token_type}, context)
 
     def shutdown(self) -> None:
-        """Stop recording; forget requests still waiting."""
+        """Record what is queued, then stop; forget requests still waiting for their root."""
         self._closed = True
+        self._wake.set()
+        self.record_queued()
         with self._lock:
             self._pending.clear()
             self._finished.clear()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Nothing is buffered for export here."""
+        """Record every queued measurement now (exporting is the meter provider's)."""
+        self.record_queued()
         return True
 
 
