@@ -361,6 +361,7 @@ def test_an_unreadable_history_falls_back_to_memory_with_one_error(
     engine.evaluate()
     errors = [r.getMessage() for r in lib_logs.records if r.levelno >= logging.ERROR]
     assert len([e for e in errors if "report history" in e]) == 1, errors
+    assert engine.baseline_read_errors == 2
 
 
 def test_the_service_reads_the_regression_baseline_from_its_history(tmp_path: Path) -> None:
@@ -382,6 +383,7 @@ def test_the_service_reads_the_regression_baseline_from_its_history(tmp_path: Pa
     fired = engine.evaluate()
     assert [a.rule for a in fired] == ["chat_request_regression"]
     assert fired[0].threshold == pytest.approx(7.5, rel=0.05)  # 1.5 x yesterday's 5 ms
+    assert runtime.stats()["alerts"]["baseline_read_errors"] == 0
 
 
 # ---------------------------------------------------------------- the service

@@ -12,6 +12,7 @@ requests from its embedded model, and its ``/metrics`` is scraped.
 from __future__ import annotations
 
 import copy
+import re
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,7 @@ import yaml
 
 from .agent_harness import running_agent
 from .deploy_checks import (
+    ROOT,
     Files,
     dashboard_queries,
     exposition_series,
@@ -71,6 +73,15 @@ def test_the_scrape_has_the_instruments_the_readme_documents(exported: dict[str,
         "ha_agent_tracing_metric_duration_seconds_bucket"
     ]
     assert "gen_ai_token_type" in exported["gen_ai_client_token_usage_sum"]
+
+
+def test_every_exported_metric_is_documented_in_the_readme(exported: dict[str, set[str]]) -> None:
+    """Each metric family of the real scrape is named, as Prometheus sees it, in the README's metrics table."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Metrics from the same spans") : readme.index("### Embedded alerting")]
+    families = {re.sub(r"_(bucket|sum|count)$", "", name) for name in exported} - {"target_info"}
+    assert len(families) >= 9
+    assert sorted(f for f in families if f"`{f}`" not in section) == []
 
 
 def test_every_panel_query_reads_what_the_service_exports(exported: dict[str, set[str]]) -> None:

@@ -111,50 +111,48 @@ def live_rules() -> dict[str, Any]:
     return {"groups": groups}
 
 
+def shipped_alertmanager(webhook: str) -> dict[str, Any]:
+    """alertmanager/alertmanager.yml as shipped, its webhook pointed at ``webhook``, grouping in seconds."""
+    config = yaml.safe_load((ROOT / "alertmanager" / "alertmanager.yml").read_text())
+    (receiver,) = [r for r in config["receivers"] if r["name"] == config["route"]["receiver"]]
+    receiver["webhook_configs"][0]["url"] = webhook
+    config["route"].update({"group_wait": "1s", "group_interval": "1s"})
+    return config
+
+
+def shipped_prometheus(service: str, alertmanager: str, own_port: int) -> dict[str, Any]:
+    """prometheus/prometheus.yml as shipped, with the compose hosts replaced by loopback ports.
+
+    The collector's job scrapes the service's own endpoint instead (the same names);
+    ``rule_files`` stays relative, resolved next to the file as in the container.
+    """
+    config = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text())
+    config["global"].update({"scrape_interval": "1s", "evaluation_interval": "1s"})
+    config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] = [alertmanager]
+    targets = {"otel-collector": service, "prometheus": f"127.0.0.1:{own_port}"}
+    for job in config["scrape_configs"]:
+        job["static_configs"][0]["targets"] = [targets[job["job_name"]]]
+    assert config["rule_files"] == ["rules.yml"]
+    return config
+
+
 def test_a_real_prometheus_fires_on_slow_requests_and_alertmanager_delivers_it(tmp_path: Path) -> None:
-    """service /metrics -> Prometheus scrape -> shipped alert rule -> Alertmanager -> webhook receiver."""
+    """service /metrics -> Prometheus scrape -> shipped alert rule -> Alertmanager -> webhook receiver.
+
+    Prometheus and Alertmanager run the shipped configs (their hosts replaced by loopback ports).
+    """
     prometheus, alertmanager = binary("prometheus"), binary("prometheus-alertmanager")
     receiver = Receiver()
     am_port, prom_port = free_port(), free_port()
-    (tmp_path / "alertmanager.yml").write_text(
-        yaml.safe_dump(
-            {
-                "route": {
-                    "receiver": "test",
-                    "group_by": ["alertname"],
-                    "group_wait": "1s",
-                    "group_interval": "1s",
-                    "repeat_interval": "1h",
-                },
-                "receivers": [
-                    {"name": "test", "webhook_configs": [{"url": receiver.url, "send_resolved": True}]}
-                ],
-            }
-        )
-    )
+    (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump(shipped_alertmanager(receiver.url)))
     (tmp_path / "rules.yml").write_text(yaml.safe_dump(live_rules()))
     tracing = {"metrics_exporter": "prometheus", "prometheus_port": 0, "alerts": False}
     try:
         with running_agent(model_latency_ms=60, rate_limit=100_000, tracing=tracing) as agent:
             assert agent.runtime.metrics is not None
             metrics_port = agent.runtime.metrics.prometheus_port
-            (tmp_path / "prometheus.yml").write_text(
-                yaml.safe_dump(
-                    {
-                        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                        "rule_files": [str(tmp_path / "rules.yml")],
-                        "alerting": {
-                            "alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]
-                        },
-                        "scrape_configs": [
-                            {
-                                "job_name": "agent",
-                                "static_configs": [{"targets": [f"127.0.0.1:{metrics_port}"]}],
-                            }
-                        ],
-                    }
-                )
-            )
+            config = shipped_prometheus(f"127.0.0.1:{metrics_port}", f"127.0.0.1:{am_port}", prom_port)
+            (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
             am_command = [
                 alertmanager,
                 f"--config.file={tmp_path / 'alertmanager.yml'}",

@@ -126,6 +126,7 @@ class TracingRuntime:
                 "rules": len(self.alerts.rules) if self.alerts is not None else 0,
                 "firing": sum(a.state == "firing" for a in self.alerts.alerts()) if self.alerts else 0,
                 "webhook": self.webhook.stats() if self.webhook is not None else None,
+                "baseline_read_errors": self.alerts.baseline_read_errors if self.alerts else 0,
             },
             "history": self.history.stats() if self.history is not None else None,
         }

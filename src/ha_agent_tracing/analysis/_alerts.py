@@ -334,6 +334,11 @@ class AlertEngine:
                     self._errors.record(exc)
         return [alert for alert, _ in transitions]
 
+    @property
+    def baseline_read_errors(self) -> int:
+        """Evaluations whose baseline could not be read from the history (memory was used)."""
+        return self._history_errors.count
+
     def alerts(self) -> list[Alert]:
         """The latest state of every rule that has fired, firing first, newest first."""
         with self._lock:
