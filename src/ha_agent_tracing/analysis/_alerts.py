@@ -247,8 +247,14 @@ class AlertEngine:
 
     # ------------------------------------------------------------ evaluation
 
-    def _measure(self, rule: AlertRule, now: float) -> tuple[float, float] | None:
-        """(value, threshold) of the rule now, or ``None`` without enough data."""
+    def _measure(
+        self, rule: AlertRule, now: float, stored: _Window | None = None
+    ) -> tuple[float, float] | None:
+        """(value, threshold) of the rule now, or ``None`` without enough data.
+
+        ``stored`` is a regression rule's baseline read from the history; without
+        it the baseline is the in-memory window.
+        """
         current = self._window(rule.target, now - rule.window_s, now)
         if current.count < rule.min_count:
             return None
@@ -257,34 +263,48 @@ class AlertEngine:
         value = current.quantile(rule.quantile)
         if rule.kind == "percentile":
             return value, rule.threshold
-        baseline = self._baseline(rule, now - rule.offset_s - rule.window_s, now - rule.offset_s, now)
+        start, end = now - rule.offset_s - rule.window_s, now - rule.offset_s
+        baseline = stored if stored is not None else self._window(rule.target, start, end)
         if baseline.count < rule.min_count:
             return None
         return value, rule.threshold * baseline.quantile(rule.quantile)
 
-    def _baseline(self, rule: AlertRule, start_s: float, end_s: float, now: float) -> _Window:
-        """The baseline window: from the report history when there is one, else from memory."""
+    def _stored_baselines(self, now: float) -> dict[str, _Window]:
+        """Each regression rule's baseline window read from the history (none without history).
+
+        Runs before the evaluation takes its lock, so that a slow read never holds
+        up ``alerts()``. A rule whose history cannot be read is left out: its
+        baseline is then the in-memory one.
+        """
         history = self._history
         if history is None or not history.path.exists():
-            return self._window(rule.target, start_s, end_s)
-        minutes = (int(start_s // _SLOT_S), int(end_s // _SLOT_S))
-        cached = self._baselines.get(rule.name)
-        if cached is not None and cached[0] == minutes:
-            return cached[1]
-        # Whole minutes, as the in-memory windows count them.
-        since, until = minutes[0] * _SLOT_S, (minutes[1] + 1) * _SLOT_S
-        try:
-            window = _history_window(history, rule.target, since, until)
-        except HistoryUnavailable as exc:
-            self._history_errors.record(exc)
-            return self._window(rule.target, start_s, end_s)
-        if until < now - _SLOT_S:  # a minute still being written is read again next time
-            self._baselines[rule.name] = (minutes, window)
-        return window
+            return {}
+        found: dict[str, _Window] = {}
+        for rule in self.rules:
+            if rule.kind != "regression":
+                continue
+            start, end = now - rule.offset_s - rule.window_s, now - rule.offset_s
+            minutes = (int(start // _SLOT_S), int(end // _SLOT_S))
+            cached = self._baselines.get(rule.name)
+            if cached is not None and cached[0] == minutes:
+                found[rule.name] = cached[1]
+                continue
+            # Whole minutes, as the in-memory windows count them.
+            since, until = minutes[0] * _SLOT_S, (minutes[1] + 1) * _SLOT_S
+            try:
+                window = _history_window(history, rule.target, since, until)
+            except HistoryUnavailable as exc:
+                self._history_errors.record(exc)
+                continue
+            if until < now - _SLOT_S:  # a minute still being written is read again next time
+                self._baselines[rule.name] = (minutes, window)
+            found[rule.name] = window
+        return found
 
     def evaluate(self) -> list[Alert]:
         """Fold in new measurements and evaluate every rule once; returns the transitions."""
         now = self.clock()
+        stored = self._stored_baselines(now)
         transitions: list[tuple[Alert, AlertRule]] = []
         with self._lock:
             self._drain()
@@ -292,7 +312,7 @@ class AlertEngine:
                 series.prune(now - self._retention)
             for rule in self.rules:
                 state = self._states[rule.name]
-                measured = self._measure(rule, now)
+                measured = self._measure(rule, now, stored.get(rule.name))
                 breached = measured is not None and (
                     measured[0] >= measured[1] if rule.inclusive else measured[0] > measured[1]
                 )
