@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,9 +23,27 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from ha_agent_tracing import TracingRuntime, configure_tracing, get_tracker, load_config, shutdown_tracing
 from ha_agent_tracing._setup import build_provider
 from ha_agent_tracing.agent import create_app, load_agent_settings
-from ha_agent_tracing.agent._background import BackgroundServer
+from ha_agent_tracing.agent._background import BackgroundServer, free_port
 
 TOKEN = "test-token-0123456789"
+
+USER_APP = textwrap.dedent(
+    """
+    from fastapi import FastAPI
+    from ha_agent_tracing import get_tracker
+
+    app = FastAPI()
+    tracker = get_tracker()
+
+    @app.post("/api/v1/chat")
+    async def chat() -> dict:
+        tracker.set_operation("chat_request")
+        with tracker.track("rate_limit_check", exceeded=False):
+            pass
+        return {}
+    """
+)
+"""A user's application as the README writes it, without configure_tracing: one tracked metric per chat."""
 
 
 @dataclass
@@ -98,6 +118,27 @@ def running_agent(**overrides: Any) -> Iterator[Agent]:
         shutdown_tracing()
         get_tracker().clear_reports()
         provider.shutdown()
+
+
+def clean_env(**settings: str) -> dict[str, str]:
+    """This environment without any ``OTEL_``, ``OPENAI_`` or ``HA_`` variable, plus ``settings``.
+
+    What a CLI subprocess starts from, so that no setting of the machine's leaks into a test.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OPENAI_", "HA_"))}
+    env.update(settings)
+    return env
+
+
+def serve_env(token: str = TOKEN, **settings: str) -> dict[str, str]:
+    """A clean environment for `serve`: a free port, the embedded model at 0 ms, the reports API on with ``token``."""
+    return clean_env(
+        HA_AGENT_PORT=str(free_port()),
+        HA_AGENT_MODEL_LATENCY_MS="0",
+        HA_AGENT_TRACING_REPORTS_API="on",
+        HA_AGENT_TRACING_API_TOKEN=token,
+        **settings,
+    )
 
 
 @contextmanager

@@ -10,23 +10,13 @@ import sys
 import textwrap
 from pathlib import Path
 
-APP = textwrap.dedent(
+from .agent_harness import USER_APP
+
+APP = USER_APP + textwrap.dedent(
     """
     import json
     import httpx
-    from fastapi import FastAPI
-    from ha_agent_tracing import get_tracker
     from ha_agent_tracing.agent._background import BackgroundServer
-
-    app = FastAPI()
-    tracker = get_tracker()
-
-    @app.post("/api/v1/chat")
-    async def chat() -> dict:
-        tracker.set_operation("chat_request")
-        with tracker.track("rate_limit_check", exceeded=False):
-            pass
-        return {}
 
     with BackgroundServer(app) as server:
         for _ in range(3):

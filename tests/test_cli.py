@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -14,9 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ha_agent_tracing.agent._background import free_port
-
-from .agent_harness import serve_command
+from .agent_harness import clean_env, serve_command, serve_env
 
 METRICS = [
     "openai_api_call",
@@ -34,7 +31,7 @@ def _run_demo(latency_ms: int) -> str:
     """``ha-agent-tracing demo`` in a subprocess with none of the OTEL_/OPENAI_/HA_ variables; its output."""
     command = shutil.which("ha-agent-tracing", path=str(Path(sys.executable).parent))
     assert command is not None
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OPENAI_", "HA_"))}
+    env = clean_env()
     result = subprocess.run(
         [command, "demo", "--latency-ms", str(latency_ms)],
         capture_output=True,
@@ -93,16 +90,8 @@ TOKEN = "cli-test-token-0123456789"
 
 def _serve_one_chat(tmp_path: Path, *flags: str) -> tuple[str, list[dict[str, Any]]]:
     """Run `ha-agent-tracing serve` with ``flags``, send one chat message; its log and stored reports."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OPENAI_", "HA_"))}
-    env.update(
-        {
-            "HA_AGENT_PORT": str(free_port()),
-            "HA_AGENT_MODEL_LATENCY_MS": "0",
-            "HA_AGENT_TRACING_REPORTS_API": "on",
-            "HA_AGENT_TRACING_API_TOKEN": TOKEN,
-            "XDG_STATE_HOME": str(tmp_path / "state"),  # a history of its own (the default location)
-        }
-    )
+    # A history of its own, in the default location.
+    env = serve_env(TOKEN, XDG_STATE_HOME=str(tmp_path / "state"))
     log = tmp_path / f"serve{'-'.join(flags)}.log"
     with serve_command(env, log, *flags) as base:
         answer = httpx.post(f"{base}/api/v1/chat", json={"message": "Turn off the kitchen light"}, timeout=30)

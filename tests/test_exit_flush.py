@@ -10,7 +10,6 @@ can deliver the spans.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import pytest
 
 from ha_agent_tracing.agent._background import free_port
 
-from .agent_harness import wait_until_answering
+from .agent_harness import clean_env, wait_until_answering
 from .receivers import Rotel
 
 pytestmark = pytest.mark.receiver
@@ -32,18 +31,12 @@ TOKEN = "exit-flush-token-0123456789"
 NEVER_BY_ITSELF = "600000"  # ms between two scheduled exports: only a flush sends anything
 
 
-def _clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OPENAI_", "HA_"))}
-    env.update(extra)
-    return env
-
-
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_serve_exports_every_queued_span_when_stopped(tmp_path: Path, stop: signal.Signals) -> None:
     """`serve` stopped by SIGTERM (or Ctrl-C) delivers every span of the requests it answered."""
     with Rotel(tmp_path) as rotel:
         port = free_port()
-        env = _clean_env(
+        env = clean_env(
             HA_AGENT_PORT=str(port),
             HA_AGENT_MODEL_LATENCY_MS="0",
             HA_AGENT_TRACING_REPORTS_API="on",
@@ -138,7 +131,7 @@ def test_a_users_app_under_uvicorn_exports_its_last_spans_on_sigterm(tmp_path: P
     )
     with Rotel(tmp_path) as rotel:
         port = free_port()
-        env = _clean_env(
+        env = clean_env(
             OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{rotel.http_port}",
             OTEL_BSP_SCHEDULE_DELAY=NEVER_BY_ITSELF,
             PYTHONPATH=str(tmp_path),
@@ -196,7 +189,7 @@ def test_a_script_that_ends_normally_exports_its_last_spans(tmp_path: Path) -> N
         """
     )
     with Rotel(tmp_path) as rotel:
-        env = _clean_env(
+        env = clean_env(
             OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{rotel.http_port}",
             OTEL_BSP_SCHEDULE_DELAY=NEVER_BY_ITSELF,
         )

@@ -20,10 +20,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ha_agent_tracing.agent._background import free_port
 from ha_agent_tracing.reports._history import History
 
-from .agent_harness import TOKEN, Agent, running_agent, serve_command
+from .agent_harness import TOKEN, Agent, running_agent, serve_command, serve_env
 from .test_history import report
 
 
@@ -169,16 +168,7 @@ def test_serve_restarted_keeps_its_history_and_the_cli_reads_it(tmp_path: Path) 
     The history file is then read by `ha-agent-tracing history` too.
     """
     path = tmp_path / "history.sqlite3"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OPENAI_", "HA_"))}
-    env.update(
-        {
-            "HA_AGENT_PORT": str(free_port()),
-            "HA_AGENT_MODEL_LATENCY_MS": "0",
-            "HA_AGENT_TRACING_REPORTS_API": "on",
-            "HA_AGENT_TRACING_API_TOKEN": TOKEN,
-            "HA_AGENT_TRACING_HISTORY_PATH": str(path),
-        }
-    )
+    env = serve_env(HA_AGENT_TRACING_HISTORY_PATH=str(path))
     headers = {"Authorization": f"Bearer {TOKEN}"}
     with serve_command(env, tmp_path / "first.log", "--log-level", "warning") as base:
         for message in ("Which lights are on?", "Turn on the garage light"):

@@ -24,26 +24,13 @@ from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 
 from ha_agent_tracing.agent._background import free_port
 
-from .agent_harness import wait_until_answering
+from .agent_harness import USER_APP, wait_until_answering
 from .plain_install import closure, plain_venv
 
 TOKEN = "plain-install-token-0123456789"
 
-USER_APP = textwrap.dedent(
+SERVED_APP = USER_APP + textwrap.dedent(
     """
-    from fastapi import FastAPI
-    from ha_agent_tracing import get_tracker
-
-    app = FastAPI()
-    tracker = get_tracker()
-
-    @app.post("/api/v1/chat")
-    async def chat() -> dict:
-        tracker.set_operation("chat_request")
-        with tracker.track("rate_limit_check", exceeded=False):
-            pass
-        return {}
-
     @app.get("/health")
     async def health() -> dict:
         return {"status": "ok"}
@@ -100,7 +87,7 @@ def test_opentelemetry_instrument_uvicorn_reports_after_a_plain_install(
     plain_bin: Path, tmp_path: Path
 ) -> None:
     """The README's `opentelemetry-instrument uvicorn myapp:app`: reports, and /health is not one."""
-    (tmp_path / "myapp.py").write_text(USER_APP)
+    (tmp_path / "myapp.py").write_text(SERVED_APP)
     port = free_port()
     command = [
         str(plain_bin / "opentelemetry-instrument"),

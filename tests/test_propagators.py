@@ -16,10 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ha_agent_tracing.agent._background import free_port
 from ha_agent_tracing.telemetry._propagators import propagator_names
 
-from .agent_harness import serve_command
+from .agent_harness import serve_command, serve_env
 
 TOKEN = "propagators-token-0123456789"
 
@@ -125,16 +124,7 @@ def test_the_parser_names_the_package_to_install() -> None:
 
 def test_serve_starts_with_a_bad_name_and_continues_b3_traces(tmp_path: Path) -> None:
     """`serve` with OTEL_PROPAGATORS=b3,nonsense: one warning, and a caller's B3 header names the trace."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OPENAI_", "HA_"))}
-    env.update(
-        {
-            "HA_AGENT_PORT": str(free_port()),
-            "HA_AGENT_MODEL_LATENCY_MS": "0",
-            "HA_AGENT_TRACING_REPORTS_API": "on",
-            "HA_AGENT_TRACING_API_TOKEN": TOKEN,
-            "OTEL_PROPAGATORS": "b3,nonsense",
-        }
-    )
+    env = serve_env(TOKEN, OTEL_PROPAGATORS="b3,nonsense")
     trace_id = "80f198ee56343ba864fe8b2a57d3eff7"
     log = tmp_path / "serve.log"
     with serve_command(env, log) as base:
