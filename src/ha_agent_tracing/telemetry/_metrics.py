@@ -63,6 +63,7 @@ from ha_agent_tracing._version import __version__
 from ha_agent_tracing.reports._fold import OPERATION_ATTRIBUTE
 from ha_agent_tracing.reports._processor import TRACER_NAME
 from ha_agent_tracing.telemetry._exporters import otlp_transport
+from ha_agent_tracing.telemetry._sdk_compat import attribute_dict, span_fields
 
 __all__ = [
     "DURATION_BUCKETS_S",
@@ -298,27 +299,30 @@ class SpanMetricsProcessor(SpanProcessor):
         return trace.set_span_in_context(NonRecordingSpan(ctx))
 
     def _on_end(self, span: ReadableSpan) -> None:
-        attributes = span.attributes or {}
-        scope = span.instrumentation_scope
+        # One C-level read of the fields and the plain attribute dict: the public properties
+        # cost a Python call each, and a missing key read through them raises and catches a
+        # KeyError inside the SDK's mapping (most spans have neither attribute looked up here).
+        name, ctx, parent, start, end, kind, status, raw_attributes, scope = span_fields(span)
+        attributes = attribute_dict(raw_attributes)
         scope_name = scope.name if scope is not None else ""
+        error = status.status_code is StatusCode.ERROR
         gen_ai_operation = attributes.get(_GEN_AI_OPERATION)
         if (
             gen_ai_operation is not None
             and gen_ai_operation not in _NOT_CLIENT_OPERATIONS
             and not scope_name.startswith(_GEN_AI_SELF_MEASURED)
+            and start is not None
+            and end is not None
         ):
-            self._record_gen_ai(span, attributes)
-        ctx = span.context
-        if ctx is None or span.start_time is None or span.end_time is None:
+            self._record_gen_ai(ctx, (end - start) / _NS_PER_S, error, attributes)
+        if ctx is None or start is None or end is None:
             return
         trace_id = ctx.trace_id
         tracked = scope_name == TRACER_NAME
-        error = span.status.status_code is StatusCode.ERROR
-        parent = span.parent
         if parent is not None and not parent.is_remote:
             if not tracked:
                 return
-            entry: _Pending = (span.name, span.start_time, span.end_time, error, ctx)
+            entry: _Pending = (name, start, end, error, ctx)
             named = attributes.get(OPERATION_ATTRIBUTE)
             with self._lock:
                 operation = self._finished.get(trace_id)
@@ -337,16 +341,16 @@ class SpanMetricsProcessor(SpanProcessor):
             return
         with self._lock:
             request = self._pending.pop(trace_id, None)
-        if request is None and not tracked and span.kind is not SpanKind.SERVER:
+        if request is None and not tracked and kind is not SpanKind.SERVER:
             return  # a bare outgoing call outside any request: no report, no metric
         named = attributes.get(OPERATION_ATTRIBUTE)
         if not isinstance(named, str):
-            named = request.operation if request is not None and request.operation else span.name
+            named = request.operation if request is not None and request.operation else name
         with self._lock:
             self._finished[trace_id] = named
             if len(self._finished) > 1000:
                 self._finished.popitem(last=False)
-        root: _Pending = (named, span.start_time, span.end_time, error, ctx)
+        root: _Pending = (named, start, end, error, ctx)
         self._emit(named, request.metrics if request is not None else [], root)
 
     def _emit(self, operation: str, metrics: list[_Pending], root: _Pending | None) -> None:
@@ -381,19 +385,14 @@ class SpanMetricsProcessor(SpanProcessor):
         for sink in self._sinks:
             sink(observations)
 
-    def _record_gen_ai(self, span: ReadableSpan, attributes: Any) -> None:
+    def _record_gen_ai(self, context: Any, seconds: float, error: bool, attributes: Any) -> None:
         if self._gen_ai_duration is None or self._gen_ai_tokens is None:
             return
-        if span.start_time is None or span.end_time is None:
-            return
         common = {key: attributes[key] for key in _GEN_AI_ATTRIBUTES if key in attributes}
-        context = span.context
         duration_attrs = common
-        if span.status.status_code is StatusCode.ERROR:
+        if error:
             duration_attrs = {**common, "error.type": str(attributes.get("error.type", "_OTHER"))}
-        self._queue(
-            self._gen_ai_duration, (span.end_time - span.start_time) / _NS_PER_S, duration_attrs, context
-        )
+        self._queue(self._gen_ai_duration, seconds, duration_attrs, context)
         for token_type, key in (
             ("input", "gen_ai.usage.input_tokens"),
             ("output", "gen_ai.usage.output_tokens"),
