@@ -42,6 +42,7 @@ from opentelemetry.util.types import AttributeValue
 from ha_agent_tracing._attributes import SCHEMA_URL, SEMCONV_VERSION
 from ha_agent_tracing._config import CAPTURE_MODES, CaptureMode
 from ha_agent_tracing.reports import TRACER_NAME
+from ha_agent_tracing.telemetry._sdk_compat import attribute_dict, span_fields
 
 __all__ = [
     "CAPTURE_MODES",
@@ -297,8 +298,11 @@ class GenAISpanWatcher(SpanProcessor):
 
     def on_start(self, span: SdkSpan, parent_context: Context | None = None) -> None:
         """Mark the watched call as instrumented elsewhere when an LLM span starts inside it."""
-        attributes = span.attributes or {}
-        scope = span.instrumentation_scope
+        # The plain attribute dict and the fields in one read: through the public property a
+        # lookup of a missing key raises and catches a KeyError inside the SDK's mapping.
+        fields = span_fields(span)
+        attributes = attribute_dict(fields[7])
+        scope = fields[8]
         if scope is not None and scope.name == TRACER_NAME and OPENINFERENCE_SPAN_KIND not in attributes:
             tool = attributes.get("gen_ai.operation.name") == "execute_tool"
             span.set_attribute(OPENINFERENCE_SPAN_KIND, "TOOL" if tool else "CHAIN")
