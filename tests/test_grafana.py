@@ -1,4 +1,4 @@
-"""Grafana's provisioning and dashboard, validated without Grafana.
+"""Grafana's provisioning and dashboard, validated without Grafana; the rules' metric names.
 
 Grafana has no package that runs here, so its files are checked statically: the
 compose service and its mounts, the data sources (Prometheus with exemplar links
@@ -82,6 +82,23 @@ def test_every_exported_metric_is_documented_in_the_readme(exported: dict[str, s
     families = {re.sub(r"_(bucket|sum|count)$", "", name) for name in exported} - {"target_info"}
     assert len(families) >= 9
     assert sorted(f for f in families if f"`{f}`" not in section) == []
+
+
+def test_the_prometheus_rules_read_what_the_service_exports(exported: dict[str, set[str]]) -> None:
+    """Every series prometheus/rules.yml reads is exported (or recorded by an earlier rule), with its labels."""
+    groups = load("prometheus/rules.yml")["groups"]
+    recorded = {rule["record"] for group in groups for rule in group["rules"] if "record" in rule}
+    problems = []
+    for group in groups:
+        for rule in group["rules"]:
+            metrics, labels = promql_names(rule["expr"])
+            name = rule.get("record") or rule.get("alert")
+            problems += [f"{name} reads {m}" for m in sorted(metrics - set(exported) - recorded)]
+            carried = set().union(*(exported.get(m, set()) for m in metrics - recorded))
+            if not metrics & recorded:
+                problems += [f"{name} uses label {label}" for label in sorted(labels - carried)]
+    assert problems == []
+    assert len(recorded) >= 7
 
 
 def test_every_panel_query_reads_what_the_service_exports(exported: dict[str, set[str]]) -> None:
