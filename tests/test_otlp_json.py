@@ -134,6 +134,20 @@ def test_reads_every_field_as_the_specification_encodes_it() -> None:
     assert (child.scope_name, child.scope_version) == ("ha_agent_tracing.browser", "1")
 
 
+def test_an_empty_value_is_nulls_encoding_and_leaves_its_key_out() -> None:
+    """``"value": {}`` or no value at all is valid OTLP (null): the span is kept, only that key is absent."""
+    document = payload()
+    spans = document["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    spans[0]["attributes"] += [
+        {"key": "cleared", "value": {}},
+        {"key": "unset"},
+        {"key": "none", "value": None},
+    ]
+    child, _root = parse_otlp_json(json.dumps(document).encode())
+    assert not {"cleared", "unset", "none"} & set(child.attributes)
+    assert child.attributes["operation"] == "sendChatMessage" and child.attributes["iterations"] == 3
+
+
 def test_snake_case_fields_and_the_older_library_key_are_read() -> None:
     p = {
         "resource_spans": [
@@ -220,7 +234,7 @@ SPAN = "resourceSpans[0].scopeSpans[0].spans[0]"
         ("attributes", {"a": 1}, r"\.attributes: expected an array"),
         ("attributes.0.key", "", r"\.attributes\[0\]\.key: must not be empty"),
         ("attributes.1.key", "operation", r"\.attributes\[1\]\.key: 'operation' appears twice"),
-        ("attributes.0.value", {}, r"\.attributes\[0\]\.value: expected one of"),
+        ("attributes.0.value", {"stringvalue": "a"}, r"\.attributes\[0\]\.value: expected one of"),
         (
             "attributes.0.value",
             {"stringValue": "a", "intValue": 1},

@@ -23,7 +23,10 @@ two encodings never coincide. ``resourceSpans`` holds ``scopeSpans`` (the older
 
 Attribute values become what an OpenTelemetry attribute can carry: a
 ``kvlistValue`` is kept as a JSON string and a ``bytesValue`` as its base64
-text, so no value is lost; arrays must be of one primitive type.
+text, so no value is lost; arrays must be of one primitive type. An empty
+value (``"value": {}`` or no ``value`` field, how OTLP encodes null) has no attribute counterpart:
+its key is left out, as an SDK leaves out an attribute set to ``None``, and the
+span is kept. A value object holding anything else must hold exactly one value.
 """
 
 from __future__ import annotations
@@ -383,8 +386,16 @@ def _attributes(
             raise OtlpJsonError(f"{where}.key", "must not be empty")
         if key in result:
             raise OtlpJsonError(f"{where}.key", f"{key!r} appears twice")
-        result[key] = _any_value(_get(pair, "value"), f"{where}.value", limits, depth=depth)
+        raw = _get(pair, "value")
+        if _is_empty_value(raw):
+            continue  # OTLP's empty value (null): an OpenTelemetry attribute has no counterpart
+        result[key] = _any_value(raw, f"{where}.value", limits, depth=depth)
     return result
+
+
+def _is_empty_value(value: Any) -> bool:
+    """An ``AnyValue`` with no value set (``{}``, or the field left out): valid OTLP, the encoding of null."""
+    return value is None or (isinstance(value, Mapping) and not value)
 
 
 def _attribute_list(obj: Mapping[str, Any], path: str, limits: OtlpLimits) -> dict[str, AttributeValue]:
