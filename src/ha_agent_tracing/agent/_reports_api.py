@@ -139,6 +139,13 @@ def reports_router(settings: AgentSettings, tracker: PerformanceTracker) -> APIR
         found = tracker.store.reports(operation=operation)
         return {"count": len(found), "operations": analyze_reports(found, top=top) if found else {}}
 
+    @router.get("/config")
+    async def config() -> dict[str, Any]:
+        """What the dashboard needs: the Jaeger UI its trace links point to, and history's state."""
+        runtime = get_runtime()
+        history = runtime.history if runtime is not None else None
+        return {"jaeger_url": settings.jaeger_url, "history": "off" if history is None else history.state}
+
     @router.get("/stats")
     async def stats(request: Request) -> dict[str, Any]:
         """The tracing pipeline's own counters: reports, dropped and exported spans; the relay's."""
@@ -155,4 +162,13 @@ def reports_router(settings: AgentSettings, tracker: PerformanceTracker) -> APIR
         engine = runtime.alerts if runtime is not None else None
         return {"alerts": [alert.as_dict() for alert in engine.alerts()] if engine is not None else []}
 
-    return router
+    outer = APIRouter()
+    outer.include_router(router)
+
+    @outer.get("/api/v1/performance/access", tags=["performance"])
+    async def access(request: Request) -> dict[str, bool]:
+        """Whether this client needs the token: the dashboard asks before it shows its token form."""
+        loopback = _is_loopback(request.client.host if request.client else None)
+        return {"token_required": not (settings.api_allow_loopback and loopback)}
+
+    return outer

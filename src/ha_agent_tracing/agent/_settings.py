@@ -109,6 +109,8 @@ AGENT_SETTINGS: tuple[Setting[Any], ...] = (
             "spans per relay request at most (more: 413); bodies are bounded by `HA_AGENT_MAX_BODY_BYTES`"),
     Setting("telemetry_rate_limit", ("HA_AGENT_TELEMETRY_RATE_LIMIT",), positive_int, 120,
             "relay requests per client per `HA_AGENT_RATE_LIMIT_WINDOW` (more: 429)"),
+    Setting("jaeger_url", ("HA_AGENT_TRACING_JAEGER_URL",), url, None,
+            "Jaeger UI the dashboard links each trace to (`http://localhost:16686`); unset: no link"),
     CAPTURE_MESSAGE_CONTENT,
 )  # fmt: skip
 
@@ -147,6 +149,7 @@ class AgentSettings:
     telemetry_service_name: str
     telemetry_max_spans: int
     telemetry_rate_limit: int
+    jaeger_url: str | None
     capture_message_content: CaptureMode
 
     @property
