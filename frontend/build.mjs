@@ -16,7 +16,7 @@ import { fileURLToPath } from "node:url";
 const here = dirname(fileURLToPath(import.meta.url));
 
 /** One entry point per page; a page is the folder its main.ts is in. */
-const PAGES = ["src/chat/main.ts"];
+const PAGES = ["src/chat/main.ts", "src/dashboard/main.ts"];
 
 function parseArgs(argv) {
   let outdir = resolve(here, "../src/ha_agent_tracing/web");

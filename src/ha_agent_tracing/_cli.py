@@ -191,6 +191,7 @@ def demo(args: argparse.Namespace) -> int:
         live = "" if args.keep_serving else " (live with --keep-serving)"
         print(f"\nSee more{live}:", file=out)
         print(f"  chat page {server.url}/   (its [Performance] reports are in the browser console)", file=out)
+        print(f"  dashboard {server.url}/performance  (token: {token})", file=out)
         print(f"  reports   GET {server.url}/api/v1/performance/reports?operation=chat_request", file=out)
         print(f"            GET {server.url}/api/v1/performance/reports/{slowest['trace_id']}", file=out)
         print(f"            with  Authorization: Bearer {token}", file=out)

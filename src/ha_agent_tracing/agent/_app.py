@@ -27,6 +27,7 @@ from ha_agent_tracing._tracker import PerformanceTracker
 from ha_agent_tracing.agent._background import BackgroundServer
 from ha_agent_tracing.agent._chat import ChatResult, ChatService, ModelError, RateLimited
 from ha_agent_tracing.agent._conversations import CONVERSATION_ID
+from ha_agent_tracing.agent._dashboard import install_dashboard
 from ha_agent_tracing.agent._errors import invalid_request
 from ha_agent_tracing.agent._home import EmbeddedHome, Home, RestHome
 from ha_agent_tracing.agent._model_server import create_model_app
@@ -218,6 +219,7 @@ def create_app(
                 "endpoints will answer 503 until a token is set"
             )
         app.include_router(reports_router(settings, tracker))
+        install_dashboard(app)
     install_web(app)
     install_relay(app, settings)
     return app

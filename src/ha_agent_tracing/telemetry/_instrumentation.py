@@ -50,13 +50,13 @@ logger = logging.getLogger("ha_agent_tracing")
 
 ALWAYS_EXCLUDED_URLS = (
     "/api/v1/performance,/api/v1/telemetry/,/api/v1/conversations/,/static/,://[^/]+/$,"
-    "/health,/healthz,/readyz,/livez"
+    "/health,/healthz,/readyz,/livez,/performance$"
 )
 """URL patterns (regular expressions searched in the URL) that are never traced.
 
 The performance endpoints (reading reports must not make reports), the browser-span relay
 (relayed spans must not make spans), the chat page (``/``), its assets and its conversation reload,
-and the health checks.
+the health checks, and the dashboard's page (``/performance``; it reads the performance endpoints).
 """
 
 

@@ -1,0 +1,160 @@
+/** The performance API, by URLs relative to the page, with the token a person entered for this session. */
+
+const TOKEN_KEY = "ha-agent-tracing.api-token";
+
+/** One metric of a report, as the service folds it. */
+export interface ReportMetric {
+  name: string;
+  duration: number;
+  metadata: Record<string, unknown>;
+  start_offset: number;
+  parent: string | null;
+  parent_span_id?: string | null;
+  span_id: string;
+  status: "ok" | "error";
+  source?: string;
+  error?: string;
+}
+
+/** One request's report. */
+export interface Report {
+  operation: string;
+  total_duration: number;
+  timestamp: number;
+  metrics: ReportMetric[];
+  trace_id: string;
+  span_id: string;
+  root_span?: string;
+  status?: "ok" | "error";
+}
+
+/** Count, percentiles (ms) and failures of one cell of the timeline. */
+export interface Cell {
+  count: number;
+  p50: number;
+  p95: number;
+  p99: number;
+  errors: number;
+}
+
+export interface Bucket {
+  start: number;
+  requests: number;
+  errors: number;
+  input_tokens: number;
+  output_tokens: number;
+  total: Cell;
+  metrics: Record<string, Cell>;
+}
+
+/** `GET api/v1/performance/summary?bucket=...` */
+export interface Timeline {
+  since: number;
+  until: number;
+  bucket_seconds: number;
+  operation: string | null;
+  buckets: Bucket[];
+  overall: {
+    requests: number;
+    errors: number;
+    input_tokens: number;
+    output_tokens: number;
+    total: Cell | null;
+    metrics: Record<string, Cell>;
+  };
+}
+
+export interface Alert {
+  rule: string;
+  state: "firing" | "resolved";
+  since: string | number;
+  value: number;
+  threshold: number;
+  summary: string;
+}
+
+/** `GET api/v1/performance/config` */
+export interface DashboardConfig {
+  /** The Jaeger UI each trace links to, when HA_AGENT_TRACING_JAEGER_URL is set. */
+  jaeger_url: string | null;
+  /** History's state (`ok`, `starting`, `unavailable`, `closed`) or `off`. */
+  history: string;
+}
+
+/** Count, mean, percentiles and max (ms) of one series. */
+export interface Stats {
+  count: number;
+  mean: number;
+  p50: number;
+  p95: number;
+  p99: number;
+  max: number;
+}
+
+/** One operation of `GET api/v1/performance/summary` (no bucket). */
+export interface Summary {
+  count: number;
+  total_duration: Stats;
+  metrics: Record<string, Stats>;
+}
+
+/** The service refused (`status` 401/403/503), failed, or could not be reached (`status` 0). */
+export class ApiError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+  ) {
+    super(message);
+    this.name = "ApiError";
+  }
+}
+
+export function storedToken(): string | null {
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+export function storeToken(token: string | null): void {
+  if (token) {
+    sessionStorage.setItem(TOKEN_KEY, token);
+  } else {
+    sessionStorage.removeItem(TOKEN_KEY);
+  }
+}
+
+/** GET a performance endpoint; `null` when it does not exist here (404). */
+export async function get<T>(path: string, query: Record<string, string | number | undefined> = {}): Promise<T | null> {
+  const url = new URL(`api/v1/performance/${path}`, document.baseURI);
+  for (const [key, value] of Object.entries(query)) {
+    if (value !== undefined) {
+      url.searchParams.set(key, String(value));
+    }
+  }
+  const headers: Record<string, string> = { Accept: "application/json" };
+  const token = storedToken();
+  if (token) {
+    headers["Authorization"] = `Bearer ${token}`;
+  }
+  let response: Response;
+  try {
+    response = await fetch(url, { headers, cache: "no-store" });
+  } catch {
+    throw new ApiError("The service cannot be reached.", 0);
+  }
+  if (response.status === 404) {
+    return null;
+  }
+  let body: unknown = null;
+  try {
+    body = await response.json();
+  } catch {
+    body = null;
+  }
+  if (!response.ok) {
+    const detail =
+      typeof body === "object" && body !== null && "detail" in body && typeof body.detail === "string"
+        ? body.detail
+        : `HTTP ${response.status}`;
+    throw new ApiError(detail, response.status);
+  }
+  return body as T;
+}

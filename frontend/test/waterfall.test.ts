@@ -1,0 +1,102 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import type { Report, ReportMetric } from "../src/dashboard/api.js";
+import { layout } from "../src/dashboard/waterfall.js";
+
+function metric(name: string, start: number, duration: number, span: string, parent: string | null = null, source = "server"): ReportMetric {
+  return {
+    name,
+    duration,
+    metadata: {},
+    start_offset: start,
+    parent: null,
+    parent_span_id: parent,
+    span_id: span,
+    status: "ok",
+    source,
+  };
+}
+
+const report: Report = {
+  operation: "chat_request",
+  total_duration: 100,
+  timestamp: 1_800_000_000,
+  trace_id: "0".repeat(31) + "1",
+  span_id: "0".repeat(15) + "1",
+  metrics: [
+    metric("send_message", -20, 130, "b0", null, "browser"),
+    metric("message_assembly", 2, 12, "a1"),
+    metric("context_refresh", 3, 10, "a2", "a1"),
+    metric("openai_api_call", 15, 40, "a3"),
+    metric("tool_execution", 56, 20, "a4"),
+    metric("tool_execution", 57, 25, "a5"),
+    metric("openai_api_call", 83, 15, "a6"),
+  ],
+};
+
+describe("waterfall layout", () => {
+  it("puts the request first, then every metric at its offset and duration", () => {
+    const { rows } = layout(report);
+    assert.equal(rows.length, report.metrics.length + 1);
+    assert.deepEqual(rows[0], { metric: null, name: "chat_request (total)", depth: 0, start: 0, end: 100, concurrent: false });
+    assert.deepEqual(
+      rows.slice(1).map((r) => [r.name, r.start, r.end]),
+      report.metrics.map((m) => [m.name, m.start_offset, m.start_offset + m.duration]),
+    );
+  });
+
+  it("indents nested metrics under their parent", () => {
+    const depth = Object.fromEntries(layout(report).rows.slice(1).map((r) => [r.metric!.span_id, r.depth]));
+    assert.deepEqual(depth, { b0: 1, a1: 1, a2: 2, a3: 1, a4: 1, a5: 1, a6: 1 });
+  });
+
+  it("marks metrics of one parent that overlap in time as concurrent, and only those", () => {
+    const concurrent = layout(report)
+      .rows.filter((r) => r.concurrent)
+      .map((r) => r.metric!.span_id);
+    // The browser's send_message spans the whole request, so it overlaps every top-level server metric too.
+    assert.deepEqual(concurrent, ["b0", "a1", "a3", "a4", "a5", "a6"]);
+    const serverOnly = layout({ ...report, metrics: report.metrics.slice(1) })
+      .rows.filter((r) => r.concurrent)
+      .map((r) => r.metric!.span_id);
+    assert.deepEqual(serverOnly, ["a4", "a5"]);
+  });
+
+  it("stretches the axis to a browser metric that starts before the request and ends after it", () => {
+    const { from, to } = layout(report);
+    assert.equal(from, -20);
+    assert.equal(to, 110);
+  });
+
+  it("indents each level of nesting once more, and a metric whose parent is not in the report at the top", () => {
+    const deep: Report = {
+      ...report,
+      metrics: [
+        metric("outer", 0, 50, "d1"),
+        metric("middle", 1, 40, "d2", "d1"),
+        metric("inner", 2, 30, "d3", "d2"),
+        metric("orphan", 3, 5, "d4", "not-in-this-report"),
+      ],
+    };
+    assert.deepEqual(
+      layout(deep).rows.map((r) => [r.name, r.depth]),
+      [["chat_request (total)", 0], ["outer", 1], ["middle", 2], ["inner", 3], ["orphan", 1]],
+    );
+  });
+
+  it("survives a parent cycle (corrupt data) without recursing forever", () => {
+    const cyclic: Report = { ...report, metrics: [metric("a", 0, 1, "c1", "c2"), metric("b", 0, 1, "c2", "c1")] };
+    const depths = layout(cyclic).rows.slice(1).map((r) => r.depth);
+    assert.equal(depths.length, 2);
+    assert.ok(depths.every((d) => Number.isInteger(d) && d >= 1 && d <= 3), String(depths));
+  });
+
+  it("does not call metrics of different parents concurrent, however they overlap", () => {
+    const apart: Report = {
+      ...report,
+      metrics: [metric("p", 0, 50, "e1"), metric("q", 0, 50, "e2"), metric("child", 10, 20, "e3", "e1")],
+    };
+    const marked = layout(apart).rows.filter((r) => r.concurrent).map((r) => r.metric!.span_id);
+    assert.deepEqual(marked, ["e1", "e2"]);
+  });
+});
