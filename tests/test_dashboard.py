@@ -473,3 +473,83 @@ def test_demo_keep_serving_leaves_a_dashboard_and_a_restart_keeps_its_history(tm
     assert "chat_request (17)" in first[2]
     assert second[1].startswith("34 requests, "), second
     assert "chat_request (34)" in second[2]
+
+
+def test_the_alerts_panel_shows_the_alerts_the_service_raised(tmp_path: Path) -> None:
+    """Real slow model calls fire a rule of the service's own engine; the panel lists it as GET /alerts does."""
+    rules = tmp_path / "rules.toml"
+    rules.write_text(
+        '[[rules]]\nname = "model_slow"\nexpr = "p95(openai_api_call) > 1 ms"\nmin_count = 3\n'
+        'summary = "The model answers slowly"\n'
+        '[[rules]]\nname = "never"\nexpr = "p95(rate_limit_check) > 60 s"\n'
+    )
+    tracing = {
+        "history_path": str(tmp_path / "history.sqlite3"),
+        "alert_rules": str(rules),
+        "alert_interval_s": 3600,
+    }
+    with busy_agent(tmp_path, model_latency_ms=10, tracing=tracing) as agent:
+        with chromium() as browser:
+            page, console = open_page(browser, f"{agent.url}/performance", viewport=(1300, 1000))
+            unlock(page)
+            page.wait_for_selector("#board:not([hidden])")
+            wait_until(page, "document.querySelector('#status').textContent.includes('requests')")
+            before = (page.is_visible("#alerts-none"), page.is_hidden("#alerts"))
+            chat_some(agent)
+            engine = agent.runtime.alerts
+            assert engine is not None
+            fired = engine.evaluate()
+            listed = agent.api("/alerts").json()["alerts"]
+            page.get_by_role("button", name="Refresh").click()
+            wait_until(page, "document.querySelectorAll('#alerts-body tr').length > 0")
+            rows = page.eval_on_selector_all(
+                "#alerts-body tr", "rows => rows.map(r => Array.from(r.cells, c => c.textContent))"
+            )
+            none_hidden = page.is_hidden("#alerts-none")
+        errors = console.errors()
+    assert before == (True, True), "no alert yet: the panel says so"
+    assert [a.rule for a in fired] == ["model_slow"]
+    assert [a["rule"] for a in listed] == ["model_slow"] and listed[0]["state"] == "firing"
+    [(state, rule, summary, value, threshold, _since)] = rows
+    assert (state, rule, summary) == ("Firing", "model_slow", listed[0]["summary"])
+    assert float(value) == pytest.approx(listed[0]["value"], abs=0.005)
+    assert float(threshold) == pytest.approx(listed[0]["threshold"])
+    assert none_hidden and errors == []
+
+
+def test_the_insights_panel_shows_where_the_time_goes(tmp_path: Path) -> None:
+    """The bottleneck and the shares of the critical path, as GET /insights answers for the operation."""
+    with busy_agent(tmp_path) as agent:
+        chat_some(agent)
+        insights = agent.api("/insights?operation=chat_request&top=3").json()["operations"]["chat_request"]
+        with chromium() as browser:
+            page, console = open_dashboard(browser, agent)
+            summary = page.text_content("#insights-summary") or ""
+            shares = page.eval_on_selector_all(
+                "#shares-body tr", "rows => rows.map(r => Array.from(r.cells, c => c.textContent))"
+            )
+            notes = page.eval_on_selector_all("#insights-notes li", "items => items.map(i => i.textContent)")
+            turn_trace = page.get_attribute("#insights-notes li button[data-trace]", "data-trace")
+            page.click("#insights-notes li button[data-trace]")
+            wait_until(page, "document.querySelectorAll('#waterfall .wf-row').length > 1")
+            opened = page.text_content("#waterfall-details") or ""
+        errors = console.errors()
+    assert errors == []
+    bottleneck = insights["bottleneck"]
+    assert f"Of the last {insights['requests']} chat_request requests" in summary
+    assert f"the bottleneck is {bottleneck['name']}: {round(bottleneck['share_p50'] * 100)} %" in summary
+    expected = [
+        [
+            s["name"],
+            f"{round(s['share_p50'] * 100)} % ({ms_text(s['ms_p50'])})",
+            f"{round(s['share_p95'] * 100)} %",
+        ]
+        for s in insights["shares"][:6]
+    ]
+    assert [[name, typical, slow.split(" (")[0]] for name, typical, slow in shares] == expected
+    top_turn = insights["top_token_turns"][0]
+    assert any(f"Largest model turn: {top_turn['tokens']} tokens" in n for n in notes), notes
+    assert turn_trace == top_turn["trace_id"] or turn_trace in {
+        r["trace_id"] for r in insights["repeated_tool_calls"]
+    }
+    assert turn_trace in opened, "the trace named in a finding opens its waterfall"

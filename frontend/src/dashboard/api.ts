@@ -64,13 +64,42 @@ export interface Timeline {
   };
 }
 
+/** One rule that has fired, from `GET api/v1/performance/alerts` (firing first). */
 export interface Alert {
   rule: string;
   state: "firing" | "resolved";
-  since: string | number;
+  /** Epoch seconds: when it fired, or when it resolved. */
+  since: number;
   value: number;
   threshold: number;
   summary: string;
+}
+
+/** A metric's part of the critical path of typical (p50) and slow (p95) requests. */
+export interface Share {
+  name: string;
+  share_p50: number;
+  share_p95: number;
+  ms_p50: number;
+  ms_p95: number;
+}
+
+/** One operation of `GET api/v1/performance/insights` (`ha-agent-tracing analyze`). */
+export interface Insights {
+  requests: number;
+  p50_ms: number;
+  p95_ms: number;
+  bottleneck: Share | null;
+  shares: Share[];
+  concurrency: {
+    requests_with_concurrency: number;
+    saved_ms_per_request: number;
+    metrics: string[];
+  };
+  cache: { name: string; hits: number; misses: number; hit_rate: number; hit_ms_p50: number | null; miss_ms_p50: number | null }[];
+  repeated_tool_calls: { trace_id: string; tool: string; calls: number; repeat_ms: number }[];
+  top_token_turns: { trace_id: string; name: string; tokens: number; prompt_tokens: number; completion_tokens: number }[];
+  notes: string[];
 }
 
 /** `GET api/v1/performance/config` */

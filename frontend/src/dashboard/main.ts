@@ -7,7 +7,18 @@
  * HA_AGENT_TRACING_API_ALLOW_LOOPBACK=true no token is asked for.
  */
 
-import { ApiError, type DashboardConfig, get, type Report, storedToken, storeToken, type Summary, type Timeline } from "./api";
+import {
+  type Alert,
+  ApiError,
+  type DashboardConfig,
+  get,
+  type Insights,
+  type Report,
+  storedToken,
+  storeToken,
+  type Summary,
+  type Timeline,
+} from "./api";
 import { latencyChart, latencyData, tokensChart, tokensData, volumeChart, volumeData } from "./charts";
 import "./style.css";
 import { ms, renderWaterfall } from "./waterfall";
@@ -51,6 +62,12 @@ const waterfallPanel = element<HTMLElement>("waterfall-panel");
 const waterfallTitle = element<HTMLElement>("waterfall-title");
 const jaegerLink = element<HTMLAnchorElement>("jaeger-link");
 const turnsBody = element<HTMLTableSectionElement>("turns-body");
+const alertsTable = element<HTMLTableElement>("alerts");
+const alertsBody = element<HTMLTableSectionElement>("alerts-body");
+const alertsNone = element<HTMLElement>("alerts-none");
+const insightsSummary = element<HTMLElement>("insights-summary");
+const sharesBody = element<HTMLTableSectionElement>("shares-body");
+const insightsNotes = element<HTMLUListElement>("insights-notes");
 
 const latency = latencyChart(element("latency-chart"));
 const volume = volumeChart(element("volume-chart"));
@@ -141,10 +158,12 @@ async function load(): Promise<void> {
     }
     operationSelect.value = chosen;
     const operation = chosen || undefined;
-    const [current, usual, slowest] = await Promise.all([
+    const [current, usual, slowest, alerts, insights] = await Promise.all([
       get<Timeline>("summary", { since, until, bucket: range.bucket, operation }),
       get<Record<string, Summary>>("summary", { since: since - BASELINE_S, until, operation }),
       get<{ count: number; reports: Report[] }>("reports", { since, until, operation, order: "slowest", limit: 15 }),
+      get<{ alerts: Alert[] }>("alerts"),
+      get<{ count: number; operations: Record<string, Insights> }>("insights", { operation, top: 3 }),
     ]);
     timeline = current;
     if (!current) {
@@ -154,6 +173,8 @@ async function load(): Promise<void> {
     drawCharts();
     renderUsual(current, chosen ? (usual?.[chosen] ?? null) : null);
     renderSlowest(slowest?.reports ?? []);
+    renderAlerts(alerts?.alerts ?? []);
+    renderInsights(chosen, insights?.operations[chosen] ?? null);
     const requests = current.overall.requests;
     say(
       requests
@@ -235,14 +256,7 @@ function renderSlowest(reports: Report[]): void {
   for (const report of reports) {
     const row = document.createElement("tr");
     const first = document.createElement("td");
-    const button = document.createElement("button");
-    button.type = "button";
-    button.className = "link";
-    button.textContent = report.trace_id.slice(0, 12) + "…";
-    button.setAttribute("aria-label", `Show the waterfall of trace ${report.trace_id}`);
-    button.dataset["trace"] = report.trace_id;
-    button.addEventListener("click", () => void showReport(report.trace_id));
-    first.append(button);
+    first.append(traceButton(report.trace_id));
     row.append(first);
     cell(row, when(report.timestamp));
     cell(row, report.operation);
@@ -253,6 +267,106 @@ function renderSlowest(reports: Report[]): void {
       row.classList.add("failed");
     }
     slowestBody.append(row);
+  }
+}
+
+function number(value: number): string {
+  return String(Number(value.toFixed(2)));
+}
+
+function renderAlerts(alerts: Alert[]): void {
+  alertsBody.replaceChildren();
+  alertsTable.hidden = alerts.length === 0;
+  alertsNone.hidden = alerts.length > 0;
+  for (const alert of alerts) {
+    const row = document.createElement("tr");
+    row.className = alert.state;
+    cell(row, alert.state === "firing" ? "Firing" : "Resolved");
+    const rule = document.createElement("th");
+    rule.scope = "row";
+    rule.textContent = alert.rule;
+    row.append(rule);
+    cell(row, alert.summary);
+    cell(row, number(alert.value), "num");
+    cell(row, number(alert.threshold), "num");
+    cell(row, when(alert.since));
+    alertsBody.append(row);
+  }
+}
+
+function percent(share: number): string {
+  return `${Math.round(share * 100)} %`;
+}
+
+/** A button that opens the waterfall of one trace, as the slowest requests' do. */
+function traceButton(traceId: string): HTMLButtonElement {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "link";
+  button.textContent = traceId.slice(0, 12) + "…";
+  button.setAttribute("aria-label", `Show the waterfall of trace ${traceId}`);
+  button.dataset["trace"] = traceId;
+  button.addEventListener("click", () => void showReport(traceId));
+  return button;
+}
+
+function note(...parts: (string | Node)[]): void {
+  const item = document.createElement("li");
+  item.append(...parts);
+  insightsNotes.append(item);
+}
+
+function renderInsights(operation: string, insights: Insights | null): void {
+  sharesBody.replaceChildren();
+  insightsNotes.replaceChildren();
+  if (insights === null) {
+    insightsSummary.textContent = `No ${operation} requests in memory to analyse.`;
+    return;
+  }
+  const head = `Of the last ${insights.requests} ${operation} requests in memory (p50 ${ms(insights.p50_ms)}, p95 ${ms(insights.p95_ms)})`;
+  const bottleneck = insights.bottleneck;
+  insightsSummary.textContent = bottleneck
+    ? `${head}, the bottleneck is ${bottleneck.name}: ${percent(bottleneck.share_p50)} of a typical request's critical path, ${percent(bottleneck.share_p95)} of a slow one's.`
+    : `${head}: no bottleneck stands out.`;
+  for (const share of insights.shares.slice(0, 6)) {
+    const row = document.createElement("tr");
+    const name = document.createElement("th");
+    name.scope = "row";
+    name.textContent = share.name;
+    row.append(name);
+    cell(row, `${percent(share.share_p50)} (${ms(share.ms_p50)})`, "num");
+    cell(row, `${percent(share.share_p95)} (${ms(share.ms_p95)})`, "num");
+    sharesBody.append(row);
+  }
+  const concurrency = insights.concurrency;
+  if (concurrency.requests_with_concurrency > 0) {
+    note(
+      `Concurrency saved ${ms(concurrency.saved_ms_per_request)} per request ` +
+        `(${concurrency.requests_with_concurrency} requests ran ${concurrency.metrics.join(", ")} side by side).`,
+    );
+  }
+  for (const cache of insights.cache) {
+    const hit = cache.hit_ms_p50 === null ? "" : `, p50 ${ms(cache.hit_ms_p50)} on a hit`;
+    const miss = cache.miss_ms_p50 === null ? "" : `, ${ms(cache.miss_ms_p50)} on a miss`;
+    note(`${cache.name} cache: ${percent(cache.hit_rate)} hits (${cache.hits} of ${cache.hits + cache.misses})${hit}${miss}.`);
+  }
+  const repeated = insights.repeated_tool_calls[0];
+  if (repeated) {
+    note(
+      `${insights.repeated_tool_calls.length} requests called a tool again with the same input; the costliest, ${repeated.tool} ` +
+        `${repeated.calls}× (${ms(repeated.repeat_ms)} repeated): `,
+      traceButton(repeated.trace_id),
+    );
+  }
+  const turn = insights.top_token_turns[0];
+  if (turn) {
+    note(
+      `Largest model turn: ${turn.tokens} tokens (${turn.prompt_tokens} in, ${turn.completion_tokens} out): `,
+      traceButton(turn.trace_id),
+    );
+  }
+  for (const text of insights.notes) {
+    note(`Note: ${text}.`);
   }
 }
 
