@@ -119,6 +119,12 @@ def depth_of(metric: dict[str, Any], by_span: dict[str, dict[str, Any]]) -> int:
     return 1 if parent is None else 1 + depth_of(parent, by_span)
 
 
+def in_waterfall_order(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The report's metrics by start time, a parent before a child that starts in the same clock tick."""
+    by_span = {m["span_id"]: m for m in report["metrics"]}
+    return sorted(report["metrics"], key=lambda m: (m["start_offset"], depth_of(m, by_span)))
+
+
 def waterfall_rows(page: Page) -> list[dict[str, Any]]:
     """The drawn rows: their data and where their bar sits in its track (fractions of the track's width)."""
     return page.eval_on_selector_all(
@@ -224,7 +230,7 @@ def test_the_waterfall_of_the_slowest_request_matches_its_report(tmp_path: Path)
     total, *metric_rows = rows
     assert total["name"] == "chat_request (total)" and total["start"] == 0
     assert total["duration"] == pytest.approx(slowest["total_duration"])
-    metrics = slowest["metrics"]
+    metrics = in_waterfall_order(slowest)
     by_span = {m["span_id"]: m for m in metrics}
     assert [r["name"] for r in metric_rows] == [m["name"] for m in metrics]
     axis = max(slowest["total_duration"], *(m["start_offset"] + m["duration"] for m in metrics))
@@ -279,7 +285,7 @@ def test_concurrent_tool_calls_sit_side_by_side(tmp_path: Path) -> None:
     assert errors == []
     tool_rows = [
         (row, metric)
-        for row, metric in zip(rows, report["metrics"], strict=True)
+        for row, metric in zip(rows, in_waterfall_order(report), strict=True)
         if metric["name"] == "tool_execution"
     ]
     marked = {metric["span_id"] for row, metric in tool_rows if row["concurrent"]}
@@ -290,7 +296,7 @@ def test_concurrent_tool_calls_sit_side_by_side(tmp_path: Path) -> None:
 
 
 def test_browser_and_server_metrics_share_one_axis(tmp_path: Path) -> None:
-    """A message sent from the chat page: its browser metrics (relayed) and the server's, on one waterfall."""
+    """A message sent from the chat page, opened by its trace id: its browser metrics and the server's on one axis."""
     with busy_agent(tmp_path) as agent, chromium() as browser:
         chat, _ = open_page(browser, f"{agent.url}/")
         chat.get_by_label("Message").fill("Turn off the kitchen light")
@@ -307,12 +313,19 @@ def test_browser_and_server_metrics_share_one_axis(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, report
             time.sleep(0.1)
         page, console = open_dashboard(browser, agent)
-        page.click(f"#slowest-body button[data-trace='{trace_id}']")
+        unknown = "0123456789abcdef" * 2
+        page.get_by_label("Or open a trace by its id").fill(unknown)
+        page.get_by_role("button", name="Open trace").click()
+        wait_until(page, f"document.querySelector('#status').textContent.includes('{unknown}')")
+        refused = page.text_content("#status") or ""
+        page.get_by_label("Or open a trace by its id").fill(trace_id.upper())
+        page.get_by_label("Or open a trace by its id").press("Enter")
         wait_until(page, "document.querySelectorAll('#waterfall .wf-row').length > 1")
         rows = waterfall_rows(page)
-        errors = console.errors()
+        errors = [e for e in console.errors() if "404" not in e]
     assert errors == []
-    metrics = report["metrics"]
+    assert refused == f"No report of trace {unknown} is kept, in memory or in history."
+    metrics = in_waterfall_order(report)
     total, *metric_rows = rows
     assert [(r["name"], r["source"]) for r in metric_rows] == [(m["name"], m["source"]) for m in metrics]
     start = min(0.0, *(m["start_offset"] for m in metrics))
@@ -400,7 +413,7 @@ def test_keyboard_alone_opens_a_request_and_walks_its_waterfall(tmp_path: Path) 
                 details.append(page.text_content("#waterfall-details") or "")
         errors = console.errors()
     report = next(r for r in reports if r["trace_id"] == trace)
-    expected = [f"{report['operation']} (total)", *(m["name"] for m in report["metrics"])]
+    expected = [f"{report['operation']} (total)", *(m["name"] for m in in_waterfall_order(report))]
     assert names[: len(expected)] == expected
     assert set(names[len(expected) :]) <= {expected[-1]}, "ArrowDown stops at the last row"
     turn = expected.index("openai_api_call")

@@ -99,4 +99,15 @@ describe("waterfall layout", () => {
     const marked = layout(apart).rows.filter((r) => r.concurrent).map((r) => r.metric!.span_id);
     assert.deepEqual(marked, ["e1", "e2"]);
   });
+
+  it("puts a parent before a child that starts in the same clock tick, whatever the report's order", () => {
+    const tick: Report = {
+      ...report,
+      metrics: [metric("ui_update", -50, 15, "f2", "f1", "browser"), metric("send_message", -50, 200, "f1", null, "browser")],
+    };
+    assert.deepEqual(
+      layout(tick).rows.slice(1).map((r) => [r.name, r.depth]),
+      [["send_message", 1], ["ui_update", 2]],
+    );
+  });
 });

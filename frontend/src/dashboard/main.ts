@@ -62,6 +62,8 @@ const waterfallPanel = element<HTMLElement>("waterfall-panel");
 const waterfallTitle = element<HTMLElement>("waterfall-title");
 const jaegerLink = element<HTMLAnchorElement>("jaeger-link");
 const turnsBody = element<HTMLTableSectionElement>("turns-body");
+const traceForm = element<HTMLFormElement>("trace-form");
+const traceInput = element<HTMLInputElement>("trace-id");
 const alertsTable = element<HTMLTableElement>("alerts");
 const alertsBody = element<HTMLTableSectionElement>("alerts-body");
 const alertsNone = element<HTMLElement>("alerts-none");
@@ -341,8 +343,8 @@ function renderInsights(operation: string, insights: Insights | null): void {
   const concurrency = insights.concurrency;
   if (concurrency.requests_with_concurrency > 0) {
     note(
-      `Concurrency saved ${ms(concurrency.saved_ms_per_request)} per request ` +
-        `(${concurrency.requests_with_concurrency} requests ran ${concurrency.metrics.join(", ")} side by side).`,
+      `Concurrency saved ${ms(concurrency.saved_ms_per_request)} per request: ` +
+        `${concurrency.requests_with_concurrency} of ${insights.requests} ran metrics side by side.`,
     );
   }
   for (const cache of insights.cache) {
@@ -379,7 +381,7 @@ async function showReport(traceId: string): Promise<void> {
     return;
   }
   if (!report) {
-    say(`Trace ${traceId} is no longer kept.`, true);
+    say(`No report of trace ${traceId} is kept, in memory or in history.`, true);
     return;
   }
   waterfallPanel.hidden = false;
@@ -416,6 +418,15 @@ tokenForm.addEventListener("submit", (event) => {
   }
   storeToken(token);
   void open();
+});
+traceForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const traceId = traceInput.value.trim().toLowerCase();
+  if (!/^[0-9a-f]{32}$/.test(traceId)) {
+    say("A trace id is 32 hexadecimal digits.", true);
+    return;
+  }
+  void showReport(traceId);
 });
 forget.addEventListener("click", () => {
   storeToken(null);

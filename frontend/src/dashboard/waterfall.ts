@@ -50,7 +50,9 @@ export function layout(report: Report): Layout {
       concurrent: false,
     },
   ];
-  for (const metric of metrics) {
+  // By start, and a parent before the children that start with it (one clock tick holds both).
+  const ordered = [...metrics].sort((a, b) => a.start_offset - b.start_offset || depthOf(a) - depthOf(b));
+  for (const metric of ordered) {
     rows.push({
       metric,
       name: metric.name,
@@ -153,7 +155,7 @@ export function renderWaterfall(container: HTMLElement, detailsPanel: HTMLElemen
       const badge = document.createElement("span");
       badge.className = "wf-concurrent";
       badge.title = "runs concurrently with another metric of the same parent";
-      badge.textContent = "∥";
+      badge.textContent = "||";
       label.append(" ", badge);
     }
     const track = document.createElement("span");
