@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import re
 import shutil
 import signal
@@ -27,7 +26,7 @@ from playwright.sync_api import Browser, Page
 
 from ha_agent_tracing.agent import load_agent_settings
 
-from .agent_harness import TOKEN, Agent, running_agent
+from .agent_harness import TOKEN, Agent, clean_env, running_agent
 from .browser import Console, chromium, open_page, wait_until
 
 PAGE_BUDGET_GZIP = 100 * 1024
@@ -476,8 +475,7 @@ def demo_dashboard(env: dict[str, str], out_path: Path, browser: Browser) -> tup
 
 def test_demo_keep_serving_leaves_a_dashboard_and_a_restart_keeps_its_history(tmp_path: Path) -> None:
     """The demo prints the dashboard's URL and token; a second run's dashboard still shows the first's requests."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OPENAI_", "HA_"))}
-    env["HA_AGENT_TRACING_HISTORY_PATH"] = str(tmp_path / "history.sqlite3")
+    env = clean_env(HA_AGENT_TRACING_HISTORY_PATH=str(tmp_path / "history.sqlite3"))
     with chromium() as browser:
         first = demo_dashboard(env, tmp_path / "first.out", browser)
         second = demo_dashboard(env, tmp_path / "second.out", browser)
