@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/run.py           # full run (a few minutes)
     .venv/bin/python benchmarks/run.py --quick   # a smoke run, as CI does (no timing goal checked)
     .venv/bin/python benchmarks/run.py --only serve --rounds 24   # the serve rows alone, printed, not saved
+    .venv/bin/python benchmarks/run.py --only tracker --rounds 41  # an in-process figure alone (also memory, reads)
 
 Results go to benchmarks/results/latest.json and latest.md (the README's table).
 
@@ -476,7 +477,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="few iterations: checks that everything runs")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument(
-        "--only", choices=["serve"], help="run these rows alone and print them (nothing is saved)"
+        "--only",
+        choices=["serve", "tracker", "memory", "reads"],
+        help="run these rows alone and print them (nothing is saved)",
     )
     parser.add_argument("--rounds", type=int, help="alternating rounds of --only")
     args = parser.parse_args()
@@ -489,6 +492,14 @@ def main() -> int:
             service = bench_service(args.rounds or service_rounds, per_round, Path(workdir), SERVE_ONLY)
         print(json.dumps({"service": service}, indent=2))
         print(_markdown(serve_rows(service)))
+        return 0
+    if args.only:
+        in_process: dict[str, Callable[[], dict[str, Any]]] = {
+            "tracker": lambda: bench_tracker(args.rounds or rounds, repeat),
+            "memory": lambda: bench_memory(memory_requests),
+            "reads": lambda: bench_reads(args.rounds or rounds, read_repeat),
+        }
+        print(json.dumps({"load_average": os.getloadavg(), args.only: in_process[args.only]()}, indent=2))
         return 0
     with tempfile.TemporaryDirectory() as workdir:
         results: dict[str, Any] = {

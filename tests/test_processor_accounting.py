@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from opentelemetry import trace
@@ -44,24 +45,38 @@ def fast_switching() -> Iterator[None]:
     sys.setswitchinterval(before)
 
 
-def test_roots_ending_while_their_requests_are_evicted_never_fail(fast_switching: None) -> None:
-    """Roots end on four threads while others' starts evict them: each root is reported or evicted."""
-    store = ReportStore(max_reports=10)
-    processor = ReportProcessor(store, max_pending_traces=1)
+def _wired(max_reports: int, max_pending_traces: int) -> tuple[ReportProcessor, trace.Tracer]:
+    """A processor over a store of ``max_reports``, and the tracker's tracer on its provider."""
+    store = ReportStore(max_reports=max_reports)
+    processor = ReportProcessor(store, max_pending_traces=max_pending_traces)
     provider = TracerProvider(shutdown_on_exit=False)
     provider.add_span_processor(processor)
-    tracer = PerformanceTracker(provider, store).tracer
-    per_thread = 3_000
+    return processor, PerformanceTracker(provider, store).tracer
+
+
+def _on_four_threads(request: Callable[[], None], per_thread: int) -> None:
+    """``request`` ``per_thread`` times on each of four threads at once."""
 
     def requests() -> None:
         for _ in range(per_thread):
-            tracer.start_span("r").end()
+            request()
 
     threads = [threading.Thread(target=requests) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+
+
+def test_roots_ending_while_their_requests_are_evicted_never_fail(fast_switching: None) -> None:
+    """Roots end on four threads while others' starts evict them: each root is reported or evicted."""
+    processor, tracer = _wired(max_reports=10, max_pending_traces=1)
+    per_thread = 3_000
+
+    def request() -> None:
+        tracer.start_span("r").end()
+
+    _on_four_threads(request, per_thread)
     stats = processor.stats()
     assert stats["internal_errors"] == 0
     assert stats["evicted_traces"] > 0, "the race under test did not happen"
@@ -209,3 +224,81 @@ def test_a_finished_request_leaves_pending_only_if_it_is_still_the_one_pending()
     started[0].end()  # its request was evicted when "again" started
     stats = processor.stats()
     assert (stats["evicted_traces"], stats["evicted_spans"]) == (1, 1)
+
+
+def test_every_span_reaches_a_report_or_is_counted_under_concurrency(fast_switching: None) -> None:
+    """Children ending as their roots end, on other threads, while evictions happen: nothing unaccounted."""
+    processor, tracer = _wired(max_reports=100_000, max_pending_traces=3)
+    store = processor.store
+    per_thread = 300
+
+    def request() -> None:
+        root = tracer.start_span("r", kind=trace.SpanKind.SERVER)
+        context = trace.set_span_in_context(root)
+        children = [tracer.start_span("m", context=context) for _ in range(3)]
+        children[0].end()
+        late = threading.Thread(target=lambda: [child.end() for child in children[1:]])
+        late.start()
+        root.end()
+        late.join()
+
+    _on_four_threads(request, per_thread)
+    reports = store.reports()
+    stats = processor.stats()
+    assert stats["internal_errors"] == 0
+    reported = len(reports) + sum(len(r["metrics"]) for r in reports)
+    assert reported + stats["spans_not_reported"] == 4 * 4 * per_thread
+    assert stats["late_spans"] > 0 and stats["evicted_traces"] > 0, "the races under test did not happen"
+
+
+class _RootEndsAtAppend(list[Any]):
+    """A record list whose next append lets the request's root end on another thread, just before or after."""
+
+    def __init__(self, records: list[Any], root: trace.Span, before: bool) -> None:
+        super().__init__(records)
+        self.root = root
+        self.before = before
+
+    def append(self, item: Any) -> None:
+        if not self.before:
+            super().append(item)
+        ender = threading.Thread(target=self.root.end)
+        ender.start()
+        ender.join()
+        if self.before:
+            super().append(item)
+
+
+@pytest.mark.parametrize("before", [True, False], ids=["root_ends_before_append", "root_ends_after_append"])
+@pytest.mark.parametrize("kind", [trace.SpanKind.INTERNAL, trace.SpanKind.SERVER])
+def test_a_span_appended_while_its_root_ends_is_counted_once(kind: trace.SpanKind, before: bool) -> None:
+    """The lock-free append races the root's end: the span is reported (late or not), or counted with its request.
+
+    The root ends after the span passed the "request still running" check, either before
+    the append (the root's end missed the span: it is settled afterwards) or between the
+    append and the check that follows it (the root's end saw it: nothing more to count).
+    """
+    setup = make_tracing()
+    heard: list[str] = []
+    setup.store.add_listener(lambda entry: heard.append(entry.span_id))
+    other = setup.provider.get_tracer("another.library")  # not the tracker's: no metrics
+    root = other.start_span("job", kind=kind)
+    child = other.start_span("step", context=trace.set_span_in_context(root))
+    group = setup.processor._pending[root.get_span_context().trace_id]  # pyright: ignore[reportPrivateUsage]
+    group.records = _RootEndsAtAppend(group.records, root, before)
+    child.end()
+    stats = setup.processor.stats()
+    if kind is trace.SpanKind.SERVER:
+        (report,) = setup.tracker.get_reports()
+        assert report["root_span"] == "job"
+        assert stats["spans_not_reported"] == 0
+        assert stats["tracked_spans"] == 1  # the child, in the report's records
+        # Missed by the root's end: a late span, and the listeners hear of the change.
+        assert (stats["late_spans"], len(heard)) == ((1, 2) if before else (0, 1))
+    else:
+        assert setup.tracker.get_reports() == []
+        assert (stats["unreported_traces"], stats["unreported_spans"], stats["spans_not_reported"]) == (
+            1,
+            2,
+            2,
+        )

@@ -24,7 +24,9 @@ OPEN, PUBLISHED, DROPPED = 0, 1, 2
 class TraceRecords:
     """The finished spans of one trace's requests in this process, and their bookkeeping.
 
-    Owned by the report processor (every field changes under its lock). Usually
+    Owned by the report processor: every field changes under its lock, except
+    that a running request's spans are appended to ``records`` without it (see
+    the processor's ``on_end``). Usually
     a trace has one local root here; when several requests of one trace run
     here (two server spans under one remote parent), they share this object
     and each report takes the subtree under its own root.
@@ -33,19 +35,25 @@ class TraceRecords:
     __slots__ = (
         "cut",
         "has_metric",
+        "limit",
+        "lost_as",
         "open",
         "records",
         "reported",
         "root_ids",
+        "settled",
         "started",
         "state",
         "trace_id",
         "until",
     )
 
-    def __init__(self, trace_id: int, root_id: int, started: float, has_metric: bool) -> None:
+    def __init__(
+        self, trace_id: int, root_id: int, started: float, has_metric: bool, limit: int = 1_000
+    ) -> None:
         self.trace_id = trace_id
         self.root_ids = [root_id]
+        self.limit = limit  # most records kept: the per-request cap times the requests that count
         self.open = 1  # local roots started and not yet ended
         self.records: list[SpanRecord] = []  # every finished span but the roots; only grows
         self.cut = 0  # spans left out over the per-request cap
@@ -54,6 +62,8 @@ class TraceRecords:
         self.started = started  # monotonic time its latest root started
         self.until = 0.0  # monotonic end of the late-span window, once every root ended
         self.state = OPEN
+        self.settled = 0  # len(records) when ``open`` last fell to 0: what that close accounted for
+        self.lost_as = "unreported_spans"  # the counter of records that arrive once DROPPED
 
     def spans_of(self, root_id: int, records: Sequence[SpanRecord]) -> Sequence[SpanRecord]:
         """The records of the request under ``root_id`` (all of them when it is the trace's only root)."""

@@ -15,8 +15,9 @@ The work per span is the least that keeps every span accounted for:
   a report.
 - ``on_end`` reduces the finished span to a compact
   :class:`~ha_agent_tracing.reports.SpanRecord` (name, ids, times, the SDK's
-  own attribute dict, status) and appends it to its trace's records; the SDK's
-  span object is not kept.
+  own attribute dict, status) and appends it to its trace's records, without
+  the lock while the request runs (a span that races its root's end is
+  settled under the lock); the SDK's span object is not kept.
 
 A request becomes a report when its root is a server span or it holds a
 tracked metric; a bare outgoing HTTP call made outside any request makes no
@@ -36,9 +37,40 @@ keeps ``max_reports`` reports. Every span that does not reach a report is
 counted in :meth:`ReportProcessor.stats` (``spans_not_reported`` and its parts).
 
 Following the SDK's processor contract, ``on_start`` and ``on_end`` run on the
-caller's thread: they hold the lock only to update the trace's records, call
+caller's thread: they hold the lock only to update the trace's bookkeeping, call
 the store, its listeners and the logger outside it, and never raise into the
 application.
+
+The unlocked append. A span of a request that is still running (the common
+case: every span but the roots) is appended to its trace's ``records``
+without the lock. Everything else that touches a trace's records holds the
+lock, and only two of those steps can race the append:
+
+- the end of the trace's last running root, or the eviction of its request
+  (``open`` falls to 0, the request is published or dropped);
+- the per-request cap, checked before the append.
+
+Each time ``open`` falls to 0 the lock holder also sets ``settled =
+len(records)``: the records that close accounted for. The appender checks
+``open`` and the cap, appends (``list.append`` is atomic), and reads ``open``
+again:
+
+- still non-zero: no close can have missed the record. Either no close
+  happened since the check (the append is what the locked path would have
+  done), or the trace closed and a new request of it reopened it before the
+  append; then the record sits in a running request's records, again as the
+  locked path would have put it, and the next close accounts for it.
+- zero: the close may have missed the record, so ``_settle`` decides under the
+  lock. A record at an index below ``settled`` was seen by the close (folded
+  into the report, or counted with its request); one past it is a late span of
+  a published report (counted, listeners told) or a span of a request dropped
+  meanwhile (counted as ``unreported_spans`` or ``evicted_spans``, like the
+  request's other spans). If the trace has been reopened by then, the record is
+  in a running request's records, as above.
+
+Two appenders passing the cap check at once may keep one record each over the
+cap: the cap bounds memory to within the number of threads appending at that
+instant.
 """
 
 from __future__ import annotations
@@ -80,6 +112,7 @@ _KINDS = {
     SpanKind.CONSUMER: "consumer",
 }
 _ERROR = StatusCode.ERROR
+_INTERNAL = SpanKind.INTERNAL
 
 _LOST = ("orphan_spans", "evicted_spans", "unreported_spans", "truncated_spans", "expired_late_spans")
 
@@ -136,6 +169,7 @@ class ReportProcessor(SpanProcessor):
         self._is_metric = is_metric
         self._default_metric = is_metric is is_tracked_metric
         self._deployment_of: tuple[object, Mapping[str, Any]] | None = None
+        self._metric_scope: object = None  # the tracker's instrumentation scope, once seen
         self._clock = clock
         self._lock = threading.Lock()
         # Unfinished requests by trace id, oldest first; finished ones live in the store.
@@ -154,7 +188,7 @@ class ReportProcessor(SpanProcessor):
         try:
             parent = span_parent(span)
             if parent is None or parent[_IS_REMOTE]:
-                self._start_root(span)
+                self._start_root(span, joins=parent is not None)
                 return
             group = self._pending.get(parent[_TRACE_ID])
             if group is None or group.has_metric:
@@ -173,10 +207,14 @@ class ReportProcessor(SpanProcessor):
             name, ctx, parent, start, end, kind, status, attributes, scope = span_fields(span)
             if ctx is None:
                 return
-            if self._default_metric:
-                is_metric = scope is not None and scope.name == TRACER_NAME
-            else:
+            if not self._default_metric:
                 is_metric = bool(self._is_metric(span))
+            elif scope is self._metric_scope:
+                is_metric = True  # the tracker's scope, seen before: no property call
+            else:
+                is_metric = scope is not None and scope.name == TRACER_NAME
+                if is_metric:
+                    self._metric_scope = scope
             failed = status.status_code is _ERROR
             record = SpanRecord(
                 name,
@@ -189,15 +227,22 @@ class ReportProcessor(SpanProcessor):
                 is_metric,
                 failed,
                 status.description if failed else None,
-                _KINDS.get(kind, "internal"),
+                "internal" if kind is _INTERNAL else _KINDS.get(kind, "internal"),
                 parent is not None and parent[_IS_REMOTE],
             )
             if parent is None or parent[_IS_REMOTE]:
                 record.sampled = ctx[_FLAGS].sampled
                 record.extra = self._deployment(span)
                 self._close(record)
-            else:
-                self._add_span(record)
+                return
+            # A running request's span takes no lock (see the module's docstring).
+            group = self._pending.get(record.trace_id)
+            if group is not None and group.open and len(group.records) < group.limit:
+                group.records.append(record)
+                if not group.open:
+                    self._settle(group, record)
+                return
+            self._add_span(record)
         except Exception as exc:  # noqa: BLE001 - telemetry must not break the application
             self._errors.record(exc)
 
@@ -268,7 +313,7 @@ class ReportProcessor(SpanProcessor):
                         self._counts["orphan_spans"] += len(joining)
                         continue
                     root = min(roots, key=lambda r: r.start_ns)
-                    group = TraceRecords(trace_id, root.span_id, now, True)
+                    group = TraceRecords(trace_id, root.span_id, now, True, self._cap)
                     group.open, group.state, group.reported = 0, PUBLISHED, True
                     group.until = now + self._window
                     # Held among the pending ones until it is in the store, so that spans of
@@ -296,7 +341,8 @@ class ReportProcessor(SpanProcessor):
 
     # ------------------------------------------------------------ internals
 
-    def _start_root(self, span: Span) -> None:
+    def _start_root(self, span: Span, joins: bool) -> None:
+        """Open a request; ``joins``: its parent is remote, so its trace may already be here."""
         ctx = span.get_span_context()
         if self._shut_down:
             return
@@ -304,15 +350,17 @@ class ReportProcessor(SpanProcessor):
         trace_id, root_id = ctx[_TRACE_ID], ctx[_SPAN_ID]
         with self._lock:
             now = self._clock()
-            group = self._pending.get(trace_id)
-            if group is None:
+            # A root without a parent started a new trace: nothing of it can be here yet.
+            group = self._pending.get(trace_id) if joins else None
+            if group is None and joins:
                 group = self._finished(trace_id)
             if group is None:
-                self._pending[trace_id] = TraceRecords(trace_id, root_id, now, has_metric)
+                self._pending[trace_id] = TraceRecords(trace_id, root_id, now, has_metric, self._cap)
             else:
                 # Another request of a trace already here: it shares the trace's records.
                 group.open += 1
                 group.root_ids.append(root_id)
+                group.limit = self._limit(group)
                 group.state = OPEN
                 group.started = now
                 group.has_metric = group.has_metric or has_metric
@@ -328,11 +376,15 @@ class ReportProcessor(SpanProcessor):
                 self._max_pending,
             )
 
-    def _append(self, group: TraceRecords, record: SpanRecord) -> int:
-        """Add a record to its trace's records, within the cap (lock held); 1 if kept."""
+    def _limit(self, group: TraceRecords) -> int:
+        """The most records a trace keeps (lock held)."""
         # Requests of one trace share its records while any of its reports is stored: no
         # more of them than the store keeps reports count towards the trace's bound.
-        if len(group.records) >= self._cap * min(len(group.root_ids), self._max_reports):
+        return self._cap * min(len(group.root_ids), self._max_reports)
+
+    def _append(self, group: TraceRecords, record: SpanRecord) -> int:
+        """Add a record to its trace's records, within the cap (lock held); 1 if kept."""
+        if len(group.records) >= group.limit:
             group.cut += 1
             self._counts["truncated_spans"] += 1
             return 0
@@ -363,6 +415,22 @@ class ReportProcessor(SpanProcessor):
         for entry in changed:
             self.store.changed(entry)
 
+    def _settle(self, group: TraceRecords, record: SpanRecord) -> None:
+        """Account for a record appended without the lock while its trace's last root ended."""
+        changed: list[ReportEntry] = []
+        with self._lock:
+            records = group.records
+            index = next(i for i in range(len(records) - 1, -1, -1) if records[i] is record)
+            if index < group.settled or group.state == OPEN:
+                return  # the close saw it, or a new request of the trace has it: as if locked
+            if group.state == PUBLISHED:
+                self._counts["late_spans"] += 1
+                changed = self.store.entries(group.trace_id)
+            else:
+                self._counts[group.lost_as] += 1
+        for entry in changed:
+            self.store.changed(entry)
+
     def _finished(self, trace_id: int) -> TraceRecords | None:
         """The records of a trace whose report is still in the store (lock held)."""
         for entry in self.store.entries(trace_id):
@@ -389,11 +457,13 @@ class ReportProcessor(SpanProcessor):
                 self._counts["unreported_traces"] += 1
                 self._counts["unreported_spans"] += 1
             if group.open == 0:
+                group.settled = len(group.records)
                 if group.reported:
                     group.state = PUBLISHED
                     group.until = self._clock() + self._window
                 else:
                     group.state = DROPPED
+                    group.lost_as = "unreported_spans"
                     self._counts["unreported_spans"] += len(group.records)
                     del self._pending[trace_id]
         if entry is None:
@@ -446,11 +516,13 @@ class ReportProcessor(SpanProcessor):
             return False  # finished, on its way into the store
         self._counts["evicted_traces"] += group.open
         group.open = 0
+        group.settled = len(group.records)
         if group.reported:
             group.state = PUBLISHED  # an earlier request of the trace keeps its report
             group.until = now + self._window
             return False
         group.state = DROPPED
+        group.lost_as = "evicted_spans"
         self._counts["evicted_spans"] += len(group.records)
         return True
 

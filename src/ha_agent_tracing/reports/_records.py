@@ -16,9 +16,8 @@ fold serves them all::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from types import MappingProxyType
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 __all__ = ["SpanRecord", "SpanSource"]
@@ -26,11 +25,29 @@ __all__ = ["SpanRecord", "SpanSource"]
 SpanSource = Literal["server", "browser"]
 """Where a span was recorded: in this process (or another server), or in the chat page."""
 
-_NO_EXTRA: Mapping[str, Any] = MappingProxyType({})
+
+class _NoExtra(Mapping[str, Any]):
+    """The shared, read-only, empty ``extra`` of records that have none (hashable, so a plain default)."""
+
+    __slots__ = ()
+
+    def __getitem__(self, key: str) -> Any:
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+    def __hash__(self) -> int:
+        return 0
+
+    def __repr__(self) -> str:
+        return "{}"
 
 
-def _no_extra() -> Mapping[str, Any]:
-    return _NO_EXTRA
+NO_EXTRA: Mapping[str, Any] = _NoExtra()
 
 
 @dataclass(slots=True)
@@ -62,7 +79,7 @@ class SpanRecord:
     kind: str = "internal"
     parent_is_remote: bool = False
     source: SpanSource = "server"
-    extra: Mapping[str, Any] = field(default_factory=_no_extra)
+    extra: Mapping[str, Any] = NO_EXTRA
     sampled: bool = True
 
     @property
