@@ -33,12 +33,16 @@ class TraceRecords:
     """
 
     __slots__ = (
+        "children",
         "cut",
         "has_metric",
         "limit",
+        "lost",
         "lost_as",
+        "lost_held",
         "open",
         "records",
+        "remote",
         "reported",
         "root_ids",
         "settled",
@@ -49,12 +53,19 @@ class TraceRecords:
     )
 
     def __init__(
-        self, trace_id: int, root_id: int, started: float, has_metric: bool, limit: int = 1_000
+        self,
+        trace_id: int,
+        root_id: int,
+        started: float,
+        has_metric: bool,
+        limit: int = 1_000,
+        remote: bool = False,
     ) -> None:
         self.trace_id = trace_id
+        self.remote = remote  # its first root had a remote parent: later requests may share the trace
         self.root_ids = [root_id]
         self.limit = limit  # most records kept: the per-request cap times the requests that count
-        self.open = 1  # local roots started and not yet ended
+        self.open = [root_id]  # local roots started and not yet ended
         self.records: list[SpanRecord] = []  # every finished span but the roots; only grows
         self.cut = 0  # spans left out over the per-request cap
         self.has_metric = has_metric  # a root is a server span or a metric, or a metric started under one
@@ -64,6 +75,12 @@ class TraceRecords:
         self.state = OPEN
         self.settled = 0  # len(records) when ``open`` last fell to 0: what that close accounted for
         self.lost_as = "unreported_spans"  # the counter of records that arrive once DROPPED
+        # Once one of several requests of the trace is lost (evicted, or makes no report):
+        # span ids of the lost requests' spans, roots included, to the counter of their cause;
+        self.lost: dict[int, str] | None = None
+        # the records by parent id, to find a lost span's descendants that ended before it;
+        self.children: dict[int | None, list[SpanRecord]] | None = None
+        self.lost_held = 0  # and how many of ``records`` are counted lost (in no report)
 
     def spans_of(self, root_id: int, records: Sequence[SpanRecord]) -> Sequence[SpanRecord]:
         """The records of the request under ``root_id`` (all of them when it is the trace's only root)."""

@@ -36,6 +36,18 @@ held, each evicted after ``pending_timeout_s``; a request keeps at most
 keeps ``max_reports`` reports. Every span that does not reach a report is
 counted in :meth:`ReportProcessor.stats` (``spans_not_reported`` and its parts).
 
+Several requests of one trace here share its records. Once one of them is
+lost while the trace lives on for the others (evicted while another request
+of the trace is reported, or ending without a report while another is
+running or reported), the trace remembers the lost requests' span ids with
+the cause: the spans of their subtrees already held are counted at once
+(found through an index of the records by parent, built then), and every
+later span of the trace takes the lock and is counted if its parent is lost
+(with its held descendants). A trace dropped whole leaves the same memory
+behind, if its root had a remote parent, for a newer request of that trace
+to inherit, so that the dropped request's stragglers are counted rather
+than folded into the newer report.
+
 Following the SDK's processor contract, ``on_start`` and ``on_end`` run on the
 caller's thread: they hold the lock only to update the trace's bookkeeping, call
 the store, its listeners and the logger outside it, and never raise into the
@@ -174,6 +186,11 @@ class ReportProcessor(SpanProcessor):
         self._lock = threading.Lock()
         # Unfinished requests by trace id, oldest first; finished ones live in the store.
         self._pending: OrderedDict[int, TraceRecords] = OrderedDict()
+        # Requests dropped from traces that later requests may share (a remote parent): the
+        # span ids of their roots and lost spans to the counter of their cause, so that a
+        # span of theirs ending once a new request of the trace is here is counted, not
+        # taken for the new request's. As many traces as the pending requests, newest last.
+        self._dropped: OrderedDict[int, dict[int, str]] = OrderedDict()
         self._errors = InternalErrors("report processor")
         self._eviction_warning = RateLimitedWarning()
         self._counts: dict[str, int] = dict.fromkeys(
@@ -237,9 +254,9 @@ class ReportProcessor(SpanProcessor):
                 return
             # A running request's span takes no lock (see the module's docstring).
             group = self._pending.get(record.trace_id)
-            if group is not None and group.open and len(group.records) < group.limit:
+            if group is not None and group.open and group.lost is None and len(group.records) < group.limit:
                 group.records.append(record)
-                if not group.open:
+                if not group.open or group.lost is not None:
                     self._settle(group, record)
                 return
             self._add_span(record)
@@ -314,7 +331,7 @@ class ReportProcessor(SpanProcessor):
                         continue
                     root = min(roots, key=lambda r: r.start_ns)
                     group = TraceRecords(trace_id, root.span_id, now, True, self._cap)
-                    group.open, group.state, group.reported = 0, PUBLISHED, True
+                    group.open, group.state, group.reported = [], PUBLISHED, True
                     group.until = now + self._window
                     # Held among the pending ones until it is in the store, so that spans of
                     # its trace arriving meanwhile (another batch, the server's) find it.
@@ -355,10 +372,15 @@ class ReportProcessor(SpanProcessor):
             if group is None and joins:
                 group = self._finished(trace_id)
             if group is None:
-                self._pending[trace_id] = TraceRecords(trace_id, root_id, now, has_metric, self._cap)
+                group = TraceRecords(trace_id, root_id, now, has_metric, self._cap, joins)
+                self._pending[trace_id] = group
+                if joins and self._dropped:
+                    lost = self._dropped.pop(trace_id, None)
+                    if lost is not None:
+                        group.lost, group.children = lost, {}
             else:
                 # Another request of a trace already here: it shares the trace's records.
-                group.open += 1
+                group.open.append(root_id)
                 group.root_ids.append(root_id)
                 group.limit = self._limit(group)
                 group.state = OPEN
@@ -389,6 +411,8 @@ class ReportProcessor(SpanProcessor):
             self._counts["truncated_spans"] += 1
             return 0
         group.records.append(record)
+        if group.children is not None:
+            group.children.setdefault(record.parent_id, []).append(record)
         return 1
 
     def _add_span(self, record: SpanRecord) -> None:
@@ -397,7 +421,8 @@ class ReportProcessor(SpanProcessor):
         with self._lock:
             group = self._pending.get(trace_id)
             if group is not None and group.open:
-                self._append(group, record)
+                if not self._lost_with_its_request(group, record):
+                    self._append(group, record)
                 return
             if group is None:
                 group = self._finished(trace_id)
@@ -405,6 +430,8 @@ class ReportProcessor(SpanProcessor):
                 # Its request is not (or no longer) here: a parent from another provider,
                 # or the request was evicted, made no report, or left the store.
                 self._counts["orphan_spans"] += 1
+                return
+            if self._lost_with_its_request(group, record):
                 return
             if self._clock() > group.until:
                 self._counts["expired_late_spans"] += 1
@@ -421,7 +448,18 @@ class ReportProcessor(SpanProcessor):
         with self._lock:
             records = group.records
             index = next(i for i in range(len(records) - 1, -1, -1) if records[i] is record)
-            if index < group.settled or group.state == OPEN:
+            seen = index < group.settled  # by the close: folded, or counted with its request
+            if group.state == DROPPED:
+                if not seen:
+                    self._counts[group.lost_as] += 1
+                return
+            children = group.children
+            if children is not None and not any(r is record for r in children.get(record.parent_id, ())):
+                # Appended after the records were indexed, as the trace began to track losses.
+                children.setdefault(record.parent_id, []).append(record)
+            if self._lost_with_its_request(group, record, held=True):
+                return
+            if seen or group.state == OPEN:
                 return  # the close saw it, or a new request of the trace has it: as if locked
             if group.state == PUBLISHED:
                 self._counts["late_spans"] += 1
@@ -444,11 +482,11 @@ class ReportProcessor(SpanProcessor):
         entry: ReportEntry | None = None
         with self._lock:
             group = self._pending.get(trace_id)
-            if group is None or root.span_id not in group.root_ids or group.open <= 0:
+            if group is None or root.span_id not in group.open:
                 # Its request was evicted before the root ended (or tracing was shut down).
                 self._counts["evicted_spans"] += 1
                 return
-            group.open -= 1
+            group.open.remove(root.span_id)
             if self._reportable(group, root):
                 self._counts["reports"] += 1
                 group.reported = True
@@ -456,7 +494,10 @@ class ReportProcessor(SpanProcessor):
             else:
                 self._counts["unreported_traces"] += 1
                 self._counts["unreported_spans"] += 1
-            if group.open == 0:
+                if len(group.root_ids) > 1 and (group.open or group.reported):
+                    # The trace lives on for its other requests: this one's spans are counted now.
+                    self._lose(group, root.span_id, "unreported_spans")
+            if not group.open:
                 group.settled = len(group.records)
                 if group.reported:
                     group.state = PUBLISHED
@@ -464,8 +505,9 @@ class ReportProcessor(SpanProcessor):
                 else:
                     group.state = DROPPED
                     group.lost_as = "unreported_spans"
-                    self._counts["unreported_spans"] += len(group.records)
+                    self._counts["unreported_spans"] += len(group.records) - group.lost_held
                     del self._pending[trace_id]
+                    self._remember_dropped(group, ())
         if entry is None:
             return
         try:
@@ -483,7 +525,7 @@ class ReportProcessor(SpanProcessor):
         if group is None:
             return
         with self._lock:
-            if group.open == 0 and self._pending.get(group.trace_id) is group:
+            if not group.open and self._pending.get(group.trace_id) is group:
                 del self._pending[group.trace_id]
 
     @staticmethod
@@ -503,7 +545,7 @@ class ReportProcessor(SpanProcessor):
         pending = self._pending
         while pending:
             group = next(iter(pending.values()))
-            if (now - group.started < self._timeout or group.open == 0) and len(pending) <= self._max_pending:
+            if (now - group.started < self._timeout or not group.open) and len(pending) <= self._max_pending:
                 break
             pending.popitem(last=False)
             if self._evict(group, now):
@@ -512,18 +554,86 @@ class ReportProcessor(SpanProcessor):
 
     def _evict(self, group: TraceRecords, now: float) -> bool:
         """Count a request dropped unfinished (lock held); whether its spans were lost with it."""
-        if group.open == 0:
+        if not group.open:
             return False  # finished, on its way into the store
-        self._counts["evicted_traces"] += group.open
-        group.open = 0
+        running, group.open = group.open, []
+        self._counts["evicted_traces"] += len(running)
         group.settled = len(group.records)
         if group.reported:
-            group.state = PUBLISHED  # an earlier request of the trace keeps its report
+            # An earlier request of the trace keeps its report; the running ones are lost.
+            for root_id in running:
+                self._lose(group, root_id, "evicted_spans")
+            group.state = PUBLISHED
             group.until = now + self._window
             return False
         group.state = DROPPED
         group.lost_as = "evicted_spans"
-        self._counts["evicted_spans"] += len(group.records)
+        self._counts["evicted_spans"] += len(group.records) - group.lost_held
+        self._remember_dropped(group, running)
+        return True
+
+    def _remember_dropped(self, group: TraceRecords, evicted: Iterable[int]) -> None:
+        """Keep the lost span ids of a dropped trace that later requests may share (lock held)."""
+        if not group.remote:
+            return
+        lost = group.lost
+        if lost is None or len(lost) > self._cap:
+            lost = {}  # bounded: stragglers of requests dropped long before become orphans
+        for root_id in group.root_ids:
+            lost.setdefault(root_id, "unreported_spans")
+        for root_id in evicted:
+            lost[root_id] = "evicted_spans"
+        dropped = self._dropped
+        dropped[group.trace_id] = lost
+        dropped.move_to_end(group.trace_id)
+        while len(dropped) > self._max_pending:
+            dropped.popitem(last=False)
+
+    def _lose(self, group: TraceRecords, span_id: int, cause: str, *, held: bool = False) -> None:
+        """Count a span of a lost request (and its descendants already held) under ``cause`` (lock held).
+
+        One of several requests of a trace was evicted or makes no report while the
+        trace lives on for the others: the spans of its subtree reach no report. The
+        lost root (or a lost span that just arrived) is counted by the caller, unless
+        ``held`` says it sits in the records; its descendants held in the records are
+        counted here, each once, and spans arriving later under it are counted as
+        they come (:meth:`_lost_with_its_request`).
+        """
+        lost = group.lost
+        if lost is None:
+            lost = group.lost = {}
+            children: dict[int | None, list[SpanRecord]] = {}
+            for record in group.records:
+                children.setdefault(record.parent_id, []).append(record)
+            group.children = children
+        else:
+            children = group.children if group.children is not None else {}
+        lost[span_id] = cause
+        found = 1 if held else 0
+        stack = [span_id]
+        while stack:
+            for child in children.get(stack.pop(), ()):
+                # Another source's spans (the browser's) join every report of the trace.
+                if child.source == "server" and child.span_id not in lost:
+                    lost[child.span_id] = cause
+                    found += 1
+                    stack.append(child.span_id)
+        group.lost_held += found
+        self._counts[cause] += found
+
+    def _lost_with_its_request(self, group: TraceRecords, record: SpanRecord, *, held: bool = False) -> bool:
+        """Whether an arriving span belongs to one of its trace's lost requests; counted if so (lock held)."""
+        lost = group.lost
+        if lost is None or record.parent_id is None or record.source != "server":
+            return False
+        cause = lost.get(record.parent_id)
+        if cause is None:
+            return False
+        if record.span_id in lost:
+            return True  # already counted with its request (held, and found by a walk)
+        if not held:
+            self._counts[cause] += 1
+        self._lose(group, record.span_id, cause, held=held)
         return True
 
     # ------------------------------------------------------------ introspection
@@ -534,8 +644,9 @@ class ReportProcessor(SpanProcessor):
         ``spans_not_reported`` is the sum of ``orphan_spans`` (no request of
         theirs was held: a parent from another provider, or the request had
         already been evicted, made no report, or left the store),
-        ``evicted_spans`` (in requests dropped unfinished), ``unreported_spans``
-        (in requests that make no report), ``truncated_spans`` (over the
+        ``evicted_spans`` (in requests dropped unfinished, including those of a
+        trace whose other request is reported), ``unreported_spans`` (in
+        requests that make no report, likewise), ``truncated_spans`` (over the
         per-request cap) and ``expired_late_spans`` (ended after the late-span
         window).
         """
@@ -550,7 +661,7 @@ class ReportProcessor(SpanProcessor):
             1 for g in lingering.values() if g.state == PUBLISHED and g.until > now
         )
         held.update(lingering)
-        counts["tracked_spans"] = sum(len(g.records) for g in held.values())
+        counts["tracked_spans"] = sum(len(g.records) - g.lost_held for g in held.values())
         counts["spans_not_reported"] = sum(counts[name] for name in _LOST)
         counts["internal_errors"] = self._errors.count
         counts["listener_errors"] = self.store.listener_errors

@@ -1,0 +1,261 @@
+"""Several requests of one trace in one process: every span reaches a report or is counted, by cause.
+
+A client reusing a fixed ``traceparent``, or two local roots under one remote
+parent, puts several requests into one trace here. They share the trace's
+records; each report folds the subtree under its own root. A request of such
+a trace that is evicted, or makes no report, must count its spans, including
+those that end after it was lost.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+from ha_agent_tracing import SpanRecord
+
+from .conftest import make_tracing
+
+SERVER = trace.SpanKind.SERVER
+
+
+def _remote_parent(trace_id: int, span_id: int = 0x1) -> Context:
+    return trace.set_span_in_context(
+        NonRecordingSpan(SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(1)))
+    )
+
+
+def _under(span: trace.Span) -> Context:
+    return trace.set_span_in_context(span)
+
+
+def test_a_request_evicted_from_a_reported_trace_counts_its_spans() -> None:
+    """The trace's first request is reported; its second is evicted: the second's spans count as evicted."""
+    setup = make_tracing(max_pending_traces=1)
+    tracer = setup.tracker.tracer
+    first = tracer.start_span("first", context=_remote_parent(0xAB), kind=SERVER)
+    tracer.start_span("step", context=_under(first)).end()
+    first.end()
+    second = tracer.start_span("second", context=_remote_parent(0xAB), kind=SERVER)
+    tracer.start_span("done", context=_under(second)).end()  # ended before the eviction
+    late = tracer.start_span("late", context=_under(second))  # ends after it
+    other = tracer.start_span("other", kind=SERVER)  # pushes the trace's running request out
+    late.end()
+    second.end()
+    other.end()
+    reports = setup.store.reports()
+    assert [(r["root_span"], [m["name"] for m in r["metrics"]]) for r in reports] == [
+        ("first", ["step"]),
+        ("other", []),
+    ]
+    stats = setup.processor.stats()
+    assert (stats["evicted_traces"], stats["evicted_spans"], stats["late_spans"]) == (1, 3, 0)
+    assert stats["spans_not_reported"] == 3  # done, late and the second root
+    assert stats["tracked_spans"] == 1  # step; done is counted, not held as if reported
+
+
+@pytest.mark.parametrize("reported_still_running", [True, False], ids=["running", "published"])
+def test_a_request_that_makes_no_report_in_a_reported_trace_counts_its_spans(
+    reported_still_running: bool,
+) -> None:
+    """A bare job under the same remote parent as a reported request: its spans count as unreported."""
+    setup = make_tracing()
+    tracer = setup.tracker.tracer
+    other = setup.provider.get_tracer("another.library")  # not the tracker's: no metrics
+    first = tracer.start_span("first", context=_remote_parent(0xAB), kind=SERVER)
+    tracer.start_span("step", context=_under(first)).end()
+    if not reported_still_running:
+        first.end()
+    poll = other.start_span("poll", context=_remote_parent(0xAB))
+    connect = other.start_span("connect", context=_under(poll))
+    other.start_span("resolve", context=_under(connect)).end()
+    connect.end()
+    retry = other.start_span("retry", context=_under(poll))
+    poll.end()
+    retry.end()  # after its request was found to make no report
+    if reported_still_running:
+        first.end()
+    (report,) = setup.store.reports()
+    assert (report["root_span"], [m["name"] for m in report["metrics"]]) == ("first", ["step"])
+    stats = setup.processor.stats()
+    assert (stats["unreported_traces"], stats["unreported_spans"], stats["late_spans"]) == (1, 4, 0)
+    assert stats["spans_not_reported"] == 4  # poll, connect, resolve, retry
+    assert stats["tracked_spans"] == 1
+
+
+def test_a_trace_whose_every_request_is_lost_counts_each_span_once() -> None:
+    """A lost request's spans are counted when it is lost; dropping the trace later does not count them again."""
+    setup = make_tracing()
+    other = setup.provider.get_tracer("another.library")
+    one = other.start_span("one", context=_remote_parent(0xAB))
+    two = other.start_span("two", context=_remote_parent(0xAB))
+    other.start_span("a", context=_under(one)).end()
+    other.start_span("b", context=_under(two)).end()
+    one.end()  # counts itself and a; the trace is still running (two)
+    two.end()  # the trace makes no report at all: counts two and b, not a again
+    stats = setup.processor.stats()
+    assert (stats["unreported_traces"], stats["unreported_spans"], stats["spans_not_reported"]) == (2, 4, 4)
+    assert (stats["tracked_spans"], stats["pending_traces"]) == (0, 0)
+
+
+@pytest.mark.parametrize("cause", ["evicted", "unreported"])
+def test_a_span_of_a_dropped_request_ending_in_a_later_request_of_its_trace_is_counted(cause: str) -> None:
+    """A fixed traceparent: request one is dropped, request two starts; one's straggler is not two's."""
+    setup = make_tracing(max_pending_traces=1)
+    tracer = setup.tracker.tracer
+    other = setup.provider.get_tracer("another.library")
+    if cause == "evicted":
+        one = tracer.start_span("one", context=_remote_parent(0xAB), kind=SERVER)
+        straggler = tracer.start_span("straggler", context=_under(one))  # a metric
+        tracer.start_span("elsewhere", kind=SERVER).end()  # pushes request one out
+    else:
+        one = other.start_span("one", context=_remote_parent(0xAB))
+        straggler = other.start_span("straggler", context=_under(one))
+        one.end()  # makes no report: dropped with its trace
+    two = tracer.start_span("two", context=_remote_parent(0xAB), kind=SERVER)
+    straggler.end()
+    two.end()
+    if cause == "evicted":
+        one.end()
+    reports = {r["root_span"]: [m["name"] for m in r["metrics"]] for r in setup.store.reports()}
+    assert reports["two"] == []
+    stats = setup.processor.stats()
+    assert stats[f"{cause}_spans"] == 2  # one and its straggler
+    assert (stats["spans_not_reported"], stats["tracked_spans"]) == (2, 0)
+
+
+def test_browser_spans_under_a_lost_request_are_not_counted_lost() -> None:
+    """The chat page's spans belong to every report of their trace, whichever request they hang under."""
+    setup = make_tracing()
+    tracer = setup.tracker.tracer
+    other = setup.provider.get_tracer("another.library")
+    first = tracer.start_span("first", context=_remote_parent(0xAB), kind=SERVER)
+    poll = other.start_span("poll", context=_remote_parent(0xAB))
+    poll_id = poll.get_span_context().span_id
+    start = 1_764_100_000 * 1_000_000_000
+    # Not a metric, so that it does not make the request it hangs under reportable.
+    fetch = SpanRecord("fetch", 0xAB, 0x99, poll_id, start, start + 1, {}, False, source="browser")
+    assert setup.processor.add_records([fetch]) == 1
+    poll.end()
+    first.end()
+    assert [r["root_span"] for r in setup.store.reports()] == ["first"]
+    stats = setup.processor.stats()
+    assert (stats["unreported_spans"], stats["spans_not_reported"]) == (1, 1)  # poll only
+    assert stats["tracked_spans"] == 1  # fetch, held for the report
+
+
+@pytest.fixture
+def fast_switching() -> Iterator[None]:
+    """Threads switch every microsecond, so races between hooks happen often."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    yield
+    sys.setswitchinterval(before)
+
+
+def test_under_threads_every_span_of_shared_traces_is_in_a_report_or_counted(fast_switching: None) -> None:
+    """Four threads; requests share a few fixed trace ids; some make no report, some are evicted.
+
+    Every span of a request that can make a report is a tracked metric, so a span
+    that reached a report is one of its metrics (or its root): the reports' spans
+    and the loss counters must add up to every span that ended.
+    """
+    setup = make_tracing(max_pending_traces=3, max_spans_per_request=4)
+    setup.store._max = 1_000_000  # pyright: ignore[reportPrivateUsage] - keep every report to count it
+    tracer = setup.tracker.tracer
+    plain = setup.provider.get_tracer("another.library")
+    ended = [0] * 4
+    start = threading.Barrier(4)
+
+    def requests(n: int) -> None:
+        start.wait()
+        for i in range(200):
+            reported = i % 3 != 0
+            source = tracer if reported else plain
+            kind = SERVER if reported else trace.SpanKind.INTERNAL
+            root = source.start_span("root", context=_remote_parent(0xA0 + i % 5), kind=kind)
+            ctx = _under(root)
+            late = source.start_span("late", context=ctx)
+            for _ in range(i % 4):
+                source.start_span("child", context=ctx).end()
+            if i % 2:
+                late.end()
+                root.end()
+            else:
+                root.end()
+                late.end()
+            ended[n] += 2 + i % 4
+
+    threads = [threading.Thread(target=requests, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stats = setup.processor.stats()
+    assert stats["internal_errors"] == 0
+    assert stats["evicted_traces"] > 0 and stats["unreported_traces"] > 0, (
+        "the cases under test did not happen"
+    )
+    in_reports = sum(1 + len(r["metrics"]) for r in setup.store.reports())
+    assert in_reports + stats["spans_not_reported"] == sum(ended)
+
+
+class _RootEndsDuringAppend(list[Any]):
+    """A record list whose next append first lets a root end on another thread, waiting for it a little.
+
+    While the appender holds the processor's lock the root's end cannot finish, so the
+    wait times out and the append goes first; without the lock the root ends first.
+    """
+
+    def __init__(self, records: list[Any], root: trace.Span) -> None:
+        super().__init__(records)
+        self.root = root
+        self.ender: threading.Thread | None = None
+
+    def append(self, item: Any) -> None:
+        if self.ender is None:
+            self.ender = threading.Thread(target=self.root.end)
+            self.ender.start()
+            self.ender.join(0.5)
+        super().append(item)
+
+
+@pytest.mark.parametrize("path", ["locked", "unlocked"])
+def test_a_span_appended_as_its_request_is_found_to_make_no_report_is_counted(path: str) -> None:
+    """Two requests of a trace; the one making no report ends while its span is being appended.
+
+    Unlocked: the trace has lost no request yet, so the span is appended without the lock
+    and settled after the append. Locked: the trace already lost one (every span then
+    takes the lock), and the root's end waits for the append.
+    """
+    setup = make_tracing()
+    tracer = setup.tracker.tracer
+    other = setup.provider.get_tracer("another.library")
+    first = tracer.start_span("first", context=_remote_parent(0xAB), kind=SERVER)
+    lost_before = 0
+    if path == "locked":
+        other.start_span("poll", context=_remote_parent(0xAB)).end()  # the trace now tracks losses
+        lost_before = 1
+    job = other.start_span("job", context=_remote_parent(0xAB))
+    step = other.start_span("step", context=_under(job))
+    group = setup.processor._pending[0xAB]  # pyright: ignore[reportPrivateUsage]
+    records = group.records = _RootEndsDuringAppend(group.records, job)
+    step.end()
+    assert records.ender is not None
+    records.ender.join(10)
+    first.end()
+    stats = setup.processor.stats()
+    assert (stats["unreported_traces"], stats["unreported_spans"], stats["spans_not_reported"]) == (
+        1 + lost_before,
+        2 + lost_before,
+        2 + lost_before,
+    )
+    assert stats["tracked_spans"] == 0
+    assert [r["root_span"] for r in setup.store.reports()] == ["first"]
