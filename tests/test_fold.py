@@ -118,3 +118,37 @@ def test_a_failed_unsampled_root_is_marked() -> None:
     root = record("job", 0x1, None, 0, 1, failed=True, error="boom", sampled=False)
     report = fold(root, [])
     assert (report["status"], report["sampled"]) == ("error", False)
+
+
+def test_a_metric_s_parent_is_the_nearest_enclosing_metric_through_spans_that_are_not_metrics() -> None:
+    """A metric inside an HTTP client span inside a metric: ``parent`` names the outer metric.
+
+    ``parent_span_id`` stays the direct parent (the client span), so a trace tool finds
+    the real span tree; ``parent`` is what a dashboard indents by.
+    """
+    outer = record("tool_execution", 0x2, 0x1, 1, 50)
+    http = record("GET /api/states", 0x3, 0x2, 2, 40, is_metric=False, kind="client")
+    proxy = record("proxy", 0x4, 0x3, 3, 30, is_metric=False)
+    inner = record("parse_response", 0x5, 0x4, 4, 20)
+    beside = record("outside_any_metric", 0x7, 0x6, 5, 6)
+    library = record("library_step", 0x6, 0x1, 4, 8, is_metric=False)
+    report = fold(ROOT, [outer, http, proxy, inner, beside, library])
+    by_name = {m["name"]: m for m in report["metrics"]}
+    assert (by_name["parse_response"]["parent"], by_name["parse_response"]["parent_span_id"]) == (
+        "tool_execution",
+        "0000000000000004",
+    )
+    assert (by_name["outside_any_metric"]["parent"], by_name["outside_any_metric"]["parent_span_id"]) == (
+        None,
+        "0000000000000006",
+    )
+    assert by_name["tool_execution"]["parent"] is None
+
+
+def test_a_parent_chain_that_loops_ends_without_a_parent() -> None:
+    """Malformed input whose non-metric spans form a cycle: the fold ends, with no parent."""
+    a = record("a", 0x3, 0x4, 1, 2, is_metric=False)
+    b = record("b", 0x4, 0x3, 1, 2, is_metric=False)
+    metric = record("m", 0x5, 0x3, 1, 2)
+    (folded,) = fold(ROOT, [a, b, metric])["metrics"]
+    assert folded["parent"] is None

@@ -540,3 +540,21 @@ def test_reports_are_folded_when_read_not_when_logged(
     assert [r["operation"] for r in tracing.tracker.get_reports()] == ["op0", "op1", "op2"]
     tracing.tracker.get_summary()
     assert calls == ["op0", "op1", "op2"]
+
+
+def test_a_metric_inside_an_http_client_span_names_the_metric_around_that_span(tracing: Tracing) -> None:
+    """The real SDK: a metric's ``parent`` looks through the client span between it and the outer metric."""
+    t = tracing.tracker
+    http = tracing.provider.get_tracer("opentelemetry.instrumentation.httpx")
+    with (
+        t.operation("chat_request"),
+        t.track("tool_execution"),
+        http.start_as_current_span("GET", kind=trace.SpanKind.CLIENT) as client,
+        t.track("parse_response"),
+    ):
+        client_id = f"{client.get_span_context().span_id:016x}"
+    metrics = {m["name"]: m for m in t.get_reports()[0]["metrics"]}
+    assert (metrics["parse_response"]["parent"], metrics["parse_response"]["parent_span_id"]) == (
+        "tool_execution",
+        client_id,
+    )

@@ -17,7 +17,9 @@ The report keeps the reference document's keys and units::
 and adds what a trace tool needs to cross-reference: ``trace_id`` (32 hex
 digits), ``span_id``, ``root_span``, ``status``, ``sampled``, ``truncated``,
 and per metric ``start_offset`` (ms after the root started), ``parent`` (the
-enclosing metric, if any), ``span_id``, ``parent_span_id``, ``status`` and
+name of the nearest enclosing metric, if any: spans in between that are not
+metrics, such as an HTTP client span, are looked through), ``span_id``,
+``parent_span_id`` (the direct parent span, metric or not), ``status`` and
 ``source``. :mod:`ha_agent_tracing.reports._types` types every key.
 """
 
@@ -78,15 +80,26 @@ def operation_name(root: SpanRecord, spans: Sequence[SpanRecord]) -> str:
     return root.name
 
 
-def fold_metric(span: SpanRecord, root_start: int, names: Mapping[int, str]) -> ReportMetric:
-    """One span as a report metric; ``names`` maps span ids of the request's metrics to names."""
+def fold_metric(
+    span: SpanRecord,
+    root_start: int,
+    names: Mapping[int, str],
+    parents: Mapping[int, int | None] | None = None,
+) -> ReportMetric:
+    """One span as a report metric.
+
+    ``names`` maps span ids of the request's metrics to names; ``parents`` maps the
+    ids of its other spans to their parents' ids, so that ``parent`` names the
+    nearest enclosing metric through spans that are not metrics (without it, only
+    the direct parent is looked at).
+    """
     parent_id = span.parent_id
     metric: ReportMetric = {
         "name": span.name,
         "duration": span.duration_ns / _NS_PER_MS,
         "metadata": _metadata(span.attributes),
         "start_offset": (span.start_ns - root_start) / _NS_PER_MS,
-        "parent": names.get(parent_id) if parent_id is not None else None,
+        "parent": _enclosing_metric(parent_id, names, parents) if parent_id is not None else None,
         "parent_span_id": f"{parent_id:016x}" if parent_id is not None else None,
         "span_id": f"{span.span_id:016x}",
         "status": "error" if span.failed else "ok",
@@ -95,6 +108,24 @@ def fold_metric(span: SpanRecord, root_start: int, names: Mapping[int, str]) -> 
     if span.failed and span.error:
         metric["error"] = span.error
     return metric
+
+
+def _enclosing_metric(
+    parent_id: int, names: Mapping[int, str], parents: Mapping[int, int | None] | None
+) -> str | None:
+    """The name of the nearest metric at or above ``parent_id``, through spans that are not metrics."""
+    name = names.get(parent_id)
+    if name is not None or not parents:
+        return name
+    seen = 0
+    ancestor: int | None = parents.get(parent_id)
+    while ancestor is not None and seen < len(parents):  # a bound, against cycles in odd data
+        name = names.get(ancestor)
+        if name is not None:
+            return name
+        ancestor = parents.get(ancestor)
+        seen += 1
+    return None
 
 
 def fold(root: SpanRecord, spans: Sequence[SpanRecord], *, truncated_spans: int = 0) -> Report:
@@ -109,11 +140,13 @@ def fold(root: SpanRecord, spans: Sequence[SpanRecord], *, truncated_spans: int 
     tracked = [s for s in spans if s.is_metric and s.span_id != root_id]
     tracked.sort(key=_start)
     names = {s.span_id: s.name for s in tracked}
+    # Spans that are not metrics (HTTP client spans, other libraries'), to look through.
+    parents = {s.span_id: s.parent_id for s in spans if not s.is_metric and s.span_id != root_id}
     report: Report = {
         "operation": operation_name(root, spans),
         "total_duration": root.duration_ns / _NS_PER_MS,
         "timestamp": root_start / 1e9,
-        "metrics": [fold_metric(span, root_start, names) for span in tracked],
+        "metrics": [fold_metric(span, root_start, names, parents) for span in tracked],
         "trace_id": f"{root.trace_id:032x}",
         "span_id": f"{root_id:016x}",
         "root_span": root.name,

@@ -28,9 +28,9 @@ class ReportMetric(TypedDict):
     start_offset: float
     """Milliseconds after the request's root span started (negative for a browser span before it)."""
     parent: str | None
-    """Name of the enclosing metric, if any."""
+    """Name of the nearest enclosing metric, if any, through spans that are not metrics."""
     parent_span_id: str | None
-    """16 hex digits."""
+    """The direct parent span (metric or not), 16 hex digits."""
     span_id: str
     """16 hex digits."""
     status: ReportStatus
