@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -65,6 +66,15 @@ def _reset_global_tracing() -> Iterator[None]:
     yield
     shutdown_tracing(timeout_s=2)
     get_tracker().clear_reports()
+
+
+@pytest.fixture
+def fast_switching() -> Iterator[None]:
+    """Threads switch every microsecond, so races between hooks happen often."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    yield
+    sys.setswitchinterval(before)
 
 
 @pytest.fixture

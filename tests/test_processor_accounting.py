@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -34,15 +33,6 @@ def _small_store(max_reports: int) -> Tracing:
     setup.store = store
     setup.tracker = PerformanceTracker(setup.provider, store)
     return setup
-
-
-@pytest.fixture
-def fast_switching() -> Iterator[None]:
-    """Threads switch every microsecond, so races between hooks happen often."""
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    yield
-    sys.setswitchinterval(before)
 
 
 def _wired(max_reports: int, max_pending_traces: int) -> tuple[ReportProcessor, trace.Tracer]:

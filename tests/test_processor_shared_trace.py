@@ -9,9 +9,7 @@ those that end after it was lost.
 
 from __future__ import annotations
 
-import sys
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -149,15 +147,6 @@ def test_browser_spans_under_a_lost_request_are_not_counted_lost() -> None:
     stats = setup.processor.stats()
     assert (stats["unreported_spans"], stats["spans_not_reported"]) == (1, 1)  # poll only
     assert stats["tracked_spans"] == 1  # fetch, held for the report
-
-
-@pytest.fixture
-def fast_switching() -> Iterator[None]:
-    """Threads switch every microsecond, so races between hooks happen often."""
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    yield
-    sys.setswitchinterval(before)
 
 
 def test_under_threads_every_span_of_shared_traces_is_in_a_report_or_counted(fast_switching: None) -> None:
