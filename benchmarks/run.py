@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,10 +41,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # for tests.receivers (rotel)
 
-from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider  # noqa: E402
 
 from ha_agent_tracing import PerformanceTracker, ReportProcessor, ReportStore  # noqa: E402
 from ha_agent_tracing.analysis import percentiles  # noqa: E402
+from ha_agent_tracing.telemetry._sdk_compat import attribute_dict, span_fields  # noqa: E402
 
 METRICS_PER_REQUEST = 10
 ATTRIBUTES = {
@@ -79,7 +81,7 @@ def _ratios(numerators: list[float], denominators: list[float]) -> list[float]:
     return [a / b for a, b in zip(numerators, denominators, strict=True)]
 
 
-def _cpu(work: Callable[[], None], repeat: int) -> float:
+def _cpu(work: Callable[[], object], repeat: int) -> float:
     """CPU seconds of this thread per call of ``work``."""
     started = time.thread_time()
     for _ in range(repeat):
@@ -100,11 +102,28 @@ def _tracked_request(tracker: PerformanceTracker, metrics: int = METRICS_PER_REQ
     return request
 
 
-def _tracker(processor: bool) -> PerformanceTracker:
+class _KeepOnly(SpanProcessor):
+    """The floor of any processor that folds on read: it keeps what a report needs of each span.
+
+    Each finished span's name, ids, times and attribute dict, as many as the store's
+    100 reports of 11 spans hold, and nothing else: no grouping, no report.
+    """
+
+    def __init__(self) -> None:
+        self.kept: deque[tuple[Any, ...]] = deque(maxlen=100 * (METRICS_PER_REQUEST + 1))
+
+    def on_end(self, span: ReadableSpan) -> None:
+        name, context, parent, start, end, _, _, attributes, _ = span_fields(span)
+        self.kept.append((name, context[1], parent, start, end, attribute_dict(attributes)))
+
+
+def _tracker(processor: bool | SpanProcessor) -> PerformanceTracker:
     provider = TracerProvider(shutdown_on_exit=False)
     store = ReportStore()
-    if processor:
+    if processor is True:
         provider.add_span_processor(ReportProcessor(store))
+    elif processor:
+        provider.add_span_processor(processor)
     return PerformanceTracker(provider, store)
 
 
@@ -123,6 +142,7 @@ def bench_tracker(rounds: int, repeat: int) -> dict[str, Any]:
             "bare": lambda: _cpu(bare, repeat),
             "tracker": lambda: _cpu(_tracked_request(_tracker(True)), repeat),
             "tracker_no_processor": lambda: _cpu(_tracked_request(_tracker(False)), repeat),
+            "tracker_keep_only": lambda: _cpu(_tracked_request(_tracker(_KeepOnly())), repeat),
         },
         rounds,
     )
@@ -135,6 +155,8 @@ def bench_tracker(rounds: int, repeat: int) -> dict[str, Any]:
     return {
         "us_per_span": per_span,
         "tracker_ratio": spread(_ratios(samples["tracker"], samples["bare"])),
+        "no_processor_ratio": spread(_ratios(samples["tracker_no_processor"], samples["bare"])),
+        "keep_only_ratio": spread(_ratios(samples["tracker_keep_only"], samples["bare"])),
         "processor_us_per_span": spread(processor_us),
     }
 
@@ -445,6 +467,9 @@ def table(results: dict[str, Any]) -> str:
          f"{tracker['us_per_span']['bare']['median']:.2f} / {tracker['us_per_span']['tracker']['median']:.2f} / "
          f"{tracker['us_per_span']['tracker_no_processor']['median']:.2f} µs", "", ""),
         ("… of which the report processor, per span", _fmt(tracker["processor_us_per_span"], unit=" µs"), "", ""),
+        ("… the tracker without a processor vs bare", _fmt(tracker["no_processor_ratio"], unit="×"), "", ""),
+        ("… the tracker with a processor that only keeps each span's ids, times and attributes vs bare",
+         _fmt(tracker["keep_only_ratio"], unit="×"), "", ""),
         ("retained memory per finished span (report not read)",
          f"{memory['bytes_per_span_unread']:.0f} B", "≤ 600 B",
          _verdict("bytes_per_span_unread", memory["bytes_per_span_unread"])),

@@ -25,6 +25,8 @@ def test_quick_benchmark_writes_every_ratio(tmp_path: Path) -> None:
     for section, key in [
         ("tracker", "tracker_ratio"),
         ("tracker", "processor_us_per_span"),
+        ("tracker", "no_processor_ratio"),
+        ("tracker", "keep_only_ratio"),
         ("reads", "repeated_read_ms"),
         ("service", "metrics_only_over_disabled_p50"),
         ("service", "metrics_only_over_disabled_cpu"),
@@ -38,10 +40,10 @@ def test_quick_benchmark_writes_every_ratio(tmp_path: Path) -> None:
         # Per-round figures with their spread, never one pooled number.
         assert figure["p25"] <= figure["median"] <= figure["p75"], (section, key)
         assert math.isfinite(figure["median"]), (section, key)
-    for name in ("bare", "tracker", "tracker_no_processor"):
+    for name in ("bare", "tracker", "tracker_no_processor", "tracker_keep_only"):
         assert figures["tracker"]["us_per_span"][name]["median"] > 0, name
     assert figures["tracker"]["tracker_ratio"]["n"] == 3
     assert 0 < figures["memory"]["bytes_per_span_unread"] < figures["memory"]["bytes_per_span_read"]
     assert figures["reads"]["first_read_ms"] > 0
     assert figures["shutdown"]["elapsed_s"] < figures["shutdown"]["bound_s"] + 1.0
-    assert (tmp_path / "quick.md").read_text().count("\n| ") == 17  # the separator and 16 rows
+    assert (tmp_path / "quick.md").read_text().count("\n| ") == 19  # the separator and 18 rows
