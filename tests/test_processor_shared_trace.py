@@ -248,3 +248,45 @@ def test_a_span_appended_as_its_request_is_found_to_make_no_report_is_counted(pa
     )
     assert stats["tracked_spans"] == 0
     assert [r["root_span"] for r in setup.store.reports()] == ["first"]
+
+
+def test_spans_under_a_span_cut_by_the_cap_stay_in_their_request_s_report() -> None:
+    """Two requests of a trace at their shared cap: a cut span's child still folds into its own report."""
+    setup = make_tracing(max_spans_per_request=2)
+    tracer = setup.tracker.tracer
+    first = tracer.start_span("first", context=_remote_parent(0xAB), kind=SERVER)
+    for name in ("a", "b"):
+        tracer.start_span(name, context=_under(first)).end()
+    second = tracer.start_span("second", context=_remote_parent(0xAB), kind=SERVER)  # the cap is now 4
+    outer = tracer.start_span("outer", context=_under(second))
+    tracer.start_span("inner", context=_under(outer)).end()
+    tracer.start_span("c", context=_under(first)).end()  # the fourth record: the trace is at its cap
+    outer.end()  # cut
+    first.end()
+    second.end()
+    reports = {r["root_span"]: r for r in setup.store.reports()}
+    assert [m["name"] for m in reports["first"]["metrics"]] == ["a", "b", "c"]
+    assert [m["name"] for m in reports["second"]["metrics"]] == ["inner"]
+    assert reports["second"]["truncated"] is True
+    stats = setup.processor.stats()
+    assert (stats["truncated_spans"], stats["spans_not_reported"]) == (1, 1)  # outer
+
+
+def test_spans_under_a_cut_span_of_a_lost_request_are_counted_lost() -> None:
+    """A request making no report in a reported trace, its span cut by the cap: the cut span's child counts too."""
+    setup = make_tracing(max_spans_per_request=1)
+    tracer = setup.tracker.tracer
+    other = setup.provider.get_tracer("another.library")
+    first = tracer.start_span("first", context=_remote_parent(0xAB), kind=SERVER)
+    poll = other.start_span("poll", context=_remote_parent(0xAB))  # the cap is now 2
+    outer = other.start_span("outer", context=_under(poll))
+    other.start_span("inner", context=_under(outer)).end()
+    tracer.start_span("step", context=_under(first)).end()  # the second record: at the cap
+    outer.end()  # cut
+    poll.end()
+    first.end()
+    (report,) = setup.store.reports()
+    assert [m["name"] for m in report["metrics"]] == ["step"]
+    stats = setup.processor.stats()
+    assert (stats["truncated_spans"], stats["unreported_spans"], stats["spans_not_reported"]) == (1, 2, 3)
+    assert stats["tracked_spans"] == 1  # step

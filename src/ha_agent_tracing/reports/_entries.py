@@ -35,6 +35,7 @@ class TraceRecords:
     __slots__ = (
         "children",
         "cut",
+        "cut_children",
         "has_metric",
         "limit",
         "lost",
@@ -68,6 +69,9 @@ class TraceRecords:
         self.open = [root_id]  # local roots started and not yet ended
         self.records: list[SpanRecord] = []  # every finished span but the roots; only grows
         self.cut = 0  # spans left out over the per-request cap
+        # The ids of cut spans by their parent's id (at most ``limit``): a cut span's children
+        # still belong to its request, through it.
+        self.cut_children: dict[int | None, list[int]] | None = None
         self.has_metric = has_metric  # a root is a server span or a metric, or a metric started under one
         self.reported = False  # a report of this trace was published
         self.started = started  # monotonic time its latest root started
@@ -89,12 +93,15 @@ class TraceRecords:
         children: dict[int | None, list[SpanRecord]] = {}
         for record in records:
             children.setdefault(record.parent_id, []).append(record)
+        cut = dict(self.cut_children) if self.cut_children else {}  # one C-level copy: a snapshot
         found: list[SpanRecord] = []
         stack = [root_id]
         while stack:
-            for child in children.get(stack.pop(), ()):
+            parent_id = stack.pop()
+            for child in children.get(parent_id, ()):
                 found.append(child)
                 stack.append(child.span_id)
+            stack += cut.get(parent_id, ())  # left out, but their children are this request's
         # Spans from another source (the browser) sit above the server roots: they join every report.
         ids = {record.span_id for record in found}
         found += [r for r in records if r.source != "server" and r.span_id not in ids]

@@ -409,6 +409,11 @@ class ReportProcessor(SpanProcessor):
         if len(group.records) >= group.limit:
             group.cut += 1
             self._counts["truncated_spans"] += 1
+            if record.parent_id is not None and group.cut <= group.limit:
+                links = group.cut_children
+                if links is None:
+                    links = group.cut_children = {}
+                links.setdefault(record.parent_id, []).append(record.span_id)
             return 0
         group.records.append(record)
         if group.children is not None:
@@ -610,14 +615,20 @@ class ReportProcessor(SpanProcessor):
             children = group.children if group.children is not None else {}
         lost[span_id] = cause
         found = 1 if held else 0
+        cut = group.cut_children or {}
         stack = [span_id]
         while stack:
-            for child in children.get(stack.pop(), ()):
+            parent_id = stack.pop()
+            for child in children.get(parent_id, ()):
                 # Another source's spans (the browser's) join every report of the trace.
                 if child.source == "server" and child.span_id not in lost:
                     lost[child.span_id] = cause
                     found += 1
                     stack.append(child.span_id)
+            for cut_id in cut.get(parent_id, ()):
+                if cut_id not in lost:  # counted as truncated already; its children are lost
+                    lost[cut_id] = cause
+                    stack.append(cut_id)
         group.lost_held += found
         self._counts[cause] += found
 
