@@ -44,6 +44,14 @@ function ms(_u: uPlot, values: number[]): string[] {
   return values.map((v) => `${v} ms`);
 }
 
+/** An axis in the page's colours (light or dark scheme), read when the chart is drawn. */
+function axis(options: uPlot.Axis = {}): uPlot.Axis {
+  const style = getComputedStyle(document.documentElement);
+  const text = style.getPropertyValue("--text").trim() || "#1c1e21";
+  const line = style.getPropertyValue("--line").trim() || "#dadce0";
+  return { stroke: text, ticks: { stroke: line }, ...options, grid: { stroke: line, ...options.grid } };
+}
+
 /** A chart that redraws with new data and tells tests (and people) how many points it drew. */
 export class Chart {
   private plot: uPlot | null = null;
@@ -74,7 +82,7 @@ export function latencyChart(container: HTMLElement): Chart {
     width,
     height,
     scales: { x: { time: true } },
-    axes: [{}, { values: ms, size: 70 }],
+    axes: [axis(), axis({ values: ms, size: 70 })],
     series: [
       {},
       { label: "p50", stroke: COLORS.p50, width: 2, points: POINTS },
@@ -95,7 +103,11 @@ export function volumeChart(container: HTMLElement): Chart {
     width,
     height,
     scales: { x: { time: true }, rate: { range: [0, 100] } },
-    axes: [{}, { label: "requests", size: 60 }, { scale: "rate", side: 1, values: (_u, v) => v.map((x) => `${x} %`), grid: { show: false } }],
+    axes: [
+      axis(),
+      axis({ label: "requests", size: 60 }),
+      axis({ scale: "rate", side: 1, values: (_u, v) => v.map((x) => `${x} %`), grid: { show: false } }),
+    ],
     series: [
       {},
       { label: "requests", stroke: COLORS.requests, fill: "rgba(95, 99, 104, 0.15)", width: 1, paths: uPlot.paths.bars!({ size: [0.8, 40] }) },
@@ -118,7 +130,7 @@ export function tokensChart(container: HTMLElement): Chart {
     width,
     height,
     scales: { x: { time: true } },
-    axes: [{}, { label: "tokens per request", size: 60 }],
+    axes: [axis(), axis({ label: "tokens per request", size: 60 })],
     series: [
       {},
       { label: "input tokens", stroke: "#1a73e8", width: 2, points: POINTS },

@@ -68,6 +68,7 @@ const alertsTable = element<HTMLTableElement>("alerts");
 const alertsBody = element<HTMLTableSectionElement>("alerts-body");
 const alertsNone = element<HTMLElement>("alerts-none");
 const insightsSummary = element<HTMLElement>("insights-summary");
+const sharesTable = element<HTMLTableElement>("shares");
 const sharesBody = element<HTMLTableSectionElement>("shares-body");
 const insightsNotes = element<HTMLUListElement>("insights-notes");
 
@@ -180,7 +181,7 @@ async function load(): Promise<void> {
     const requests = current.overall.requests;
     say(
       requests
-        ? `${requests} requests, ${current.overall.errors} failed, from ${when(since)} to ${when(until)} (history: ${config.history}).`
+        ? `${requests} requests, ${current.overall.errors} failed, from ${when(since)} to ${when(until)}${historyNote()}.`
         : `No ${chosen || ""} requests from ${when(since)} to ${when(until)}.`,
     );
   } catch (error) {
@@ -191,6 +192,16 @@ async function load(): Promise<void> {
     }
     say(`Could not load the reports: ${error instanceof Error ? error.message : String(error)}`, true);
   }
+}
+
+/** Said only when the history does not back the range: off, or unavailable (memory only). */
+function historyNote(): string {
+  if (config.history === "off") {
+    return " (history is off: the requests in memory only)";
+  }
+  return config.history === "unavailable" || config.history === "closed"
+    ? ` (history ${config.history}: the requests in memory only)`
+    : "";
 }
 
 function renderMetricChoices(current: Timeline): void {
@@ -321,6 +332,7 @@ function note(...parts: (string | Node)[]): void {
 function renderInsights(operation: string, insights: Insights | null): void {
   sharesBody.replaceChildren();
   insightsNotes.replaceChildren();
+  sharesTable.hidden = insights === null;
   if (insights === null) {
     insightsSummary.textContent = `No ${operation} requests in memory to analyse.`;
     return;
