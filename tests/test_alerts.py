@@ -198,6 +198,7 @@ def test_a_percentile_rule_fires_after_its_for_and_resolves(caplog: pytest.LogCa
             "since": T0 + 900,
             "value": resolved.value,
             "threshold": 3000.0,
+            "unit": "ms",
             "summary": resolved.summary,
         }
     ]
@@ -225,6 +226,7 @@ def test_the_error_ratio_counts_only_the_named_metric() -> None:
     (fired,) = engine.evaluate()
     assert fired.value == pytest.approx(6 / 102)
     assert fired.threshold == 0.05
+    assert fired.as_dict()["unit"] == "ratio", "a share, not milliseconds"
 
 
 def test_a_regression_compares_with_the_same_window_a_day_earlier() -> None:
@@ -420,6 +422,7 @@ def test_slow_chat_requests_raise_an_alert_listed_by_the_api(
                     "since": clock.now,
                     "value": fired.value,
                     "threshold": 40.0,
+                    "unit": "ms",
                     "summary": fired.summary,
                 }
             ]

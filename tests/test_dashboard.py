@@ -523,8 +523,10 @@ def test_the_alerts_panel_shows_the_alerts_the_service_raised(tmp_path: Path) ->
     assert [a["rule"] for a in listed] == ["model_slow"] and listed[0]["state"] == "firing"
     [(state, rule, summary, value, threshold, _since)] = rows
     assert (state, rule, summary) == ("Firing", "model_slow", listed[0]["summary"])
-    assert float(value) == pytest.approx(listed[0]["value"], abs=0.005)
-    assert float(threshold) == pytest.approx(listed[0]["threshold"])
+    assert listed[0]["unit"] == "ms"
+    assert value.endswith(" ms") and threshold.endswith(" ms"), (value, threshold)
+    assert float(value.removesuffix(" ms")) == pytest.approx(listed[0]["value"], abs=0.005)
+    assert float(threshold.removesuffix(" ms")) == pytest.approx(listed[0]["threshold"])
     assert none_hidden and errors == []
 
 

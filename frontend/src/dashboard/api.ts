@@ -70,8 +70,10 @@ export interface Alert {
   state: "firing" | "resolved";
   /** Epoch seconds: when it fired, or when it resolved. */
   since: number;
+  /** In `unit`: milliseconds, or a share of calls (0.05 is 5 %). */
   value: number;
   threshold: number;
+  unit: "ms" | "ratio";
   summary: string;
 }
 

@@ -287,6 +287,11 @@ function number(value: number): string {
   return String(Number(value.toFixed(2)));
 }
 
+/** An alert's value or threshold in its unit: milliseconds, or a share of calls as a percentage. */
+function alertValue(value: number, unit: Alert["unit"]): string {
+  return unit === "ratio" ? `${(value * 100).toFixed(1)} %` : `${number(value)} ms`;
+}
+
 function renderAlerts(alerts: Alert[]): void {
   alertsBody.replaceChildren();
   alertsTable.hidden = alerts.length === 0;
@@ -300,8 +305,8 @@ function renderAlerts(alerts: Alert[]): void {
     rule.textContent = alert.rule;
     row.append(rule);
     cell(row, alert.summary);
-    cell(row, number(alert.value), "num");
-    cell(row, number(alert.threshold), "num");
+    cell(row, alertValue(alert.value, alert.unit), "num");
+    cell(row, alertValue(alert.threshold, alert.unit), "num");
     cell(row, when(alert.since));
     alertsBody.append(row);
   }

@@ -155,6 +155,8 @@ class Alert:
     summary: str
     fired_at: float = 0.0
     """When the rule last fired (equal to ``since`` while firing)."""
+    unit: Literal["ms", "ratio"] = "ms"
+    """What ``value`` and ``threshold`` are: milliseconds, or a share of calls (0.05 is 5 %)."""
 
     def as_dict(self) -> dict[str, Any]:
         """The documented JSON shape."""
@@ -164,6 +166,7 @@ class Alert:
             "since": self.since,
             "value": self.value,
             "threshold": self.threshold,
+            "unit": self.unit,
             "summary": self.summary,
         }
 
@@ -326,7 +329,14 @@ class AlertEngine:
                         state.pending_since = now
                     if now - state.pending_since >= rule.for_s:
                         state.alert = Alert(
-                            rule.name, "firing", now, value, threshold, _summary(rule, value, threshold), now
+                            rule.name,
+                            "firing",
+                            now,
+                            value,
+                            threshold,
+                            _summary(rule, value, threshold),
+                            now,
+                            _unit(rule),
                         )
                         transitions.append((state.alert, rule))
                     continue
@@ -336,7 +346,9 @@ class AlertEngine:
                     threshold = measured[1] if measured is not None else state.alert.threshold
                     summary = _summary(rule, value, threshold)
                     fired_at = state.alert.fired_at
-                    state.alert = Alert(rule.name, "resolved", now, value, threshold, summary, fired_at)
+                    state.alert = Alert(
+                        rule.name, "resolved", now, value, threshold, summary, fired_at, _unit(rule)
+                    )
                     transitions.append((state.alert, rule))
         for alert, rule in transitions:
             logger.warning(
@@ -402,6 +414,10 @@ def _history_window(history: HistoryReader, name: str, since: float, until: floa
                 if metric == name:
                     series.add(row.timestamp, ms, failed)
     return series.window(since, until - _SLOT_S)
+
+
+def _unit(rule: AlertRule) -> Literal["ms", "ratio"]:
+    return "ratio" if rule.kind == "error_ratio" else "ms"
 
 
 def _format(rule: AlertRule, value: float) -> str:
