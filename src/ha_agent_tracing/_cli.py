@@ -330,7 +330,7 @@ def serve(args: argparse.Namespace) -> int:
     from ha_agent_tracing.agent import create_app, load_agent_settings
 
     settings = load_agent_settings()
-    app = create_app(settings)
+    app = create_app(settings, freeze_startup_objects=True)
     configure_tracing(app)  # also flushes queued spans in the app's shutdown, which SIGTERM runs
     host = args.host or settings.host
     port = args.port or settings.port
