@@ -117,3 +117,57 @@ def test_without_the_argument_the_variables_headers_are_sent(
     (headers,) = _export_once(recorder, protocol)
     assert (headers["authorization"], headers["x-from-env"]) == ("Bearer from-env", "1")
     assert "x-general" not in headers
+
+
+def _export_metrics_once(recorder: HeaderRecorder, protocol: str, **settings: Any) -> list[dict[str, str]]:
+    """One tracked metric measured and its metrics exported (at shutdown); the headers of each request."""
+    provider = TracerProvider(shutdown_on_exit=False)
+    configure_tracing(
+        tracer_provider=provider,
+        exporters="none",
+        metrics_exporter="otlp",
+        otlp_metrics_protocol=protocol,
+        otlp_metrics_endpoint=recorder.endpoint(protocol, "metrics"),
+        **settings,
+    )
+    with get_tracker().operation("nightly_sync"):
+        pass
+    assert shutdown_tracing(timeout_s=5)
+    provider.shutdown()
+    return recorder.headers("metrics")
+
+
+@pytest.mark.parametrize("variable", ["OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_METRICS_HEADERS"])
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
+@pytest.mark.parametrize(
+    "argument", [{"authorization": "Bearer from-argument", "x-team": "agents"}, {}], ids=["headers", "none"]
+)
+def test_the_metrics_headers_argument_replaces_the_variables(
+    monkeypatch: pytest.MonkeyPatch,
+    recorder: HeaderRecorder,
+    variable: str,
+    protocol: str,
+    argument: dict[str, str],
+) -> None:
+    """``otlp_metrics_headers=...`` is what the metrics exporter sends, as for spans."""
+    monkeypatch.setenv(variable, ENV_HEADERS)
+    sent = _export_metrics_once(recorder, protocol, otlp_metrics_headers=argument)
+    assert sent, "the metrics reached the receiver"
+    assert {k: sent[0].get(k) for k in ("authorization", "x-team", "x-from-env")} == {
+        "authorization": argument.get("authorization"),
+        "x-team": argument.get("x-team"),
+        "x-from-env": None,
+    }
+
+
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
+def test_without_the_argument_the_metrics_variables_headers_are_sent(
+    monkeypatch: pytest.MonkeyPatch, recorder: HeaderRecorder, protocol: str
+) -> None:
+    """The metrics variable wins over the general one."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-general=1,authorization=Bearer%20general")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_HEADERS", ENV_HEADERS)
+    sent = _export_metrics_once(recorder, protocol)
+    assert sent, "the metrics reached the receiver"
+    assert (sent[0]["authorization"], sent[0]["x-from-env"]) == ("Bearer from-env", "1")
+    assert "x-general" not in sent[0]

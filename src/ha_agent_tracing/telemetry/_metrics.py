@@ -57,12 +57,17 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import NonRecordingSpan, SpanKind, StatusCode
 
-from ha_agent_tracing._config import TracingConfig, default_otlp_endpoint, settle_otlp_headers
+from ha_agent_tracing._config import (
+    OTLP_METRICS_HEADERS,
+    TracingConfig,
+    default_otlp_endpoint,
+    settle_otlp_headers,
+)
 from ha_agent_tracing._internal import InternalErrors
 from ha_agent_tracing._version import __version__
 from ha_agent_tracing.reports._fold import OPERATION_ATTRIBUTE
 from ha_agent_tracing.reports._processor import TRACER_NAME
-from ha_agent_tracing.telemetry._exporters import otlp_transport
+from ha_agent_tracing.telemetry._exporters import otlp_transport, send_only_headers
 from ha_agent_tracing.telemetry._sdk_compat import attribute_dict, span_fields
 
 __all__ = [
@@ -449,14 +454,15 @@ def _otlp_metric_exporter(config: TracingConfig) -> tuple[Any, str]:
     if config.otlp_metrics_protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcExporter
 
-        return GrpcExporter(endpoint=endpoint, headers=headers, timeout=timeout_s, **transport), (
-            f"{endpoint} (OTLP/gRPC)"
-        )
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpExporter
+        exporter: Any = GrpcExporter(endpoint=endpoint, headers=headers, timeout=timeout_s, **transport)
+        target = f"{endpoint} (OTLP/gRPC)"
+    else:
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpExporter
 
-    return HttpExporter(endpoint=endpoint, headers=headers, timeout=timeout_s, **transport), (
-        f"{endpoint} (OTLP/HTTP)"
-    )
+        exporter = HttpExporter(endpoint=endpoint, headers=headers, timeout=timeout_s, **transport)
+        target = f"{endpoint} (OTLP/HTTP)"
+    send_only_headers(exporter, headers, OTLP_METRICS_HEADERS.env)  # the SDK would add the variables' again
+    return exporter, target
 
 
 def _exemplar_filter(name: str) -> Any:
