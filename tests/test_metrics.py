@@ -440,3 +440,27 @@ def test_a_collection_right_after_a_request_holds_its_measurements() -> None:
     assert (point.count, operation.count) == (20, 20)
     assert set(found) == {"ha_agent_tracing.metric.duration", "ha_agent_tracing.operation.duration"}
     meters.shutdown()
+
+
+def test_the_queue_of_measurements_is_bounded_and_what_it_drops_is_counted() -> None:
+    """With the recording thread held up, past max_queued a measurement is dropped and counted."""
+    from ha_agent_tracing.telemetry._metrics import SpanMetricsProcessor
+
+    reader = InMemoryMetricReader()
+    meters = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+    tracing = make_tracing()
+    processor = SpanMetricsProcessor(meters.get_meter("test"), max_queued=3)
+    tracing.provider.add_span_processor(processor)
+    tracker = tracing.tracker
+    with processor._recording:  # pyright: ignore[reportPrivateUsage]  # what a starved thread looks like
+        with tracker.operation("nightly_sync"):
+            for name in ("a", "b", "c", "d"):
+                with tracker.track(name):
+                    pass
+        stats = processor.stats()
+    assert (stats["queued_measurements"], stats["dropped_measurements"]) == (3, 2), stats
+    found = points(reader)
+    recorded = sorted(str(attrs(p)["metric"]) for p in found["ha_agent_tracing.metric.duration"])
+    assert recorded == ["a", "b", "c"], "the first three were kept; d and the operation were dropped"
+    assert "ha_agent_tracing.operation.duration" not in found
+    meters.shutdown()

@@ -174,6 +174,9 @@ class SpanMetricsProcessor(SpanProcessor):
         sinks: called with each request's observations when its root ends
             (on the request's thread: they must be quick, e.g. a deque append).
         max_pending_traces: most requests whose metrics wait for their root.
+        max_queued: most measurements waiting for the recording thread; past it
+            (the thread starved of CPU) new ones are dropped and counted in
+            ``dropped_measurements``, so memory stays bounded.
         exemplars: whether measurements carry the span's context (for exemplars).
     """
 
@@ -183,6 +186,7 @@ class SpanMetricsProcessor(SpanProcessor):
         sinks: Sequence[Callable[[list[Observation]], None]] = (),
         *,
         max_pending_traces: int = 10_000,
+        max_queued: int = 100_000,
         exemplars: bool = True,
     ) -> None:
         self._sinks = list(sinks)
@@ -193,6 +197,8 @@ class SpanMetricsProcessor(SpanProcessor):
         self._exemplars = exemplars
         self._errors = InternalErrors("span metrics processor")
         self.evicted_traces = 0
+        self._max_queued = max_queued
+        self.dropped_measurements = 0
         self._closed = False
         self._metric: Histogram | None = None
         self._operation: Histogram | None = None
@@ -231,12 +237,16 @@ class SpanMetricsProcessor(SpanProcessor):
             "pending_traces": pending,
             "evicted_traces": self.evicted_traces,
             "queued_measurements": len(self._queued),
+            "dropped_measurements": self.dropped_measurements,
             "internal_errors": self._errors.count,
         }
 
     # ------------------------------------------------------------ recording, off the request thread
 
     def _queue(self, histogram: Histogram, value: float, attributes: Any, span_context: Any) -> None:
+        if len(self._queued) >= self._max_queued:
+            self.dropped_measurements += 1
+            return
         self._queued.append((histogram, value, attributes, span_context))
         if self._idle:
             self._idle = False
