@@ -65,27 +65,35 @@ def test_the_kept_headers_are_sent_and_nothing_else(
     assert not {"not a header", "bad name", "x-split", ""} & set(headers)
 
 
-def _export_once(recorder: HeaderRecorder, protocol: str, **settings: Any) -> list[dict[str, str]]:
-    """One span exported through a configured pipeline; the headers of each request the recorder got."""
+def _export_once(
+    recorder: HeaderRecorder, protocol: str, signal: str = "traces", **settings: Any
+) -> list[dict[str, str]]:
+    """One span (or its metrics, sent at shutdown) exported; the headers of each request the recorder got."""
     provider = TracerProvider(shutdown_on_exit=False)
+    if signal == "traces":
+        pipeline = {"exporters": "otlp", "otlp_protocol": protocol}
+    else:
+        pipeline = {"exporters": "none", "metrics_exporter": "otlp", "otlp_metrics_protocol": protocol}
     configure_tracing(
         tracer_provider=provider,
-        exporters="otlp",
-        otlp_protocol=protocol,
-        otlp_traces_endpoint=recorder.endpoint(protocol, "traces"),
+        **pipeline,
+        **{f"otlp_{signal}_endpoint": recorder.endpoint(protocol, signal)},
         **settings,
     )
     with get_tracker().operation("nightly_sync"):
         pass
     assert shutdown_tracing(timeout_s=5)
     provider.shutdown()
-    return recorder.headers("traces")
+    sent = recorder.headers(signal)
+    assert sent, f"the {signal} reached the receiver"
+    return sent[:1]
 
 
 ENV_HEADERS = "x-from-env=1,authorization=Bearer%20from-env"
 
 
-@pytest.mark.parametrize("variable", ["OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"])
+@pytest.mark.parametrize("signal", ["traces", "metrics"])
+@pytest.mark.parametrize("variable", ["OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_{SIGNAL}_HEADERS"])
 @pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
 @pytest.mark.parametrize(
     "argument", [{"authorization": "Bearer from-argument", "x-team": "agents"}, {}], ids=["headers", "none"]
@@ -93,13 +101,15 @@ ENV_HEADERS = "x-from-env=1,authorization=Bearer%20from-env"
 def test_the_headers_argument_replaces_the_variables(
     monkeypatch: pytest.MonkeyPatch,
     recorder: HeaderRecorder,
+    signal: str,
     variable: str,
     protocol: str,
     argument: dict[str, str],
 ) -> None:
-    """``otlp_headers=...`` is what is sent: no entry of the variable joins it; an empty one sends none."""
-    monkeypatch.setenv(variable, ENV_HEADERS)
-    (headers,) = _export_once(recorder, protocol, otlp_headers=argument)
+    """``otlp_headers=...`` (``otlp_metrics_headers=...``) is what is sent: no entry of a variable joins it."""
+    monkeypatch.setenv(variable.format(SIGNAL=signal.upper()), ENV_HEADERS)
+    argument_name = "otlp_headers" if signal == "traces" else "otlp_metrics_headers"
+    (headers,) = _export_once(recorder, protocol, signal, **{argument_name: argument})
     assert {k: headers.get(k) for k in ("authorization", "x-team", "x-from-env")} == {
         "authorization": argument.get("authorization"),
         "x-team": argument.get("x-team"),
@@ -107,67 +117,15 @@ def test_the_headers_argument_replaces_the_variables(
     }
 
 
+@pytest.mark.parametrize("signal", ["traces", "metrics"])
 @pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
 def test_without_the_argument_the_variables_headers_are_sent(
-    monkeypatch: pytest.MonkeyPatch, recorder: HeaderRecorder, protocol: str
+    monkeypatch: pytest.MonkeyPatch, recorder: HeaderRecorder, signal: str, protocol: str
 ) -> None:
-    """The traces variable wins over the general one, as the specification orders them."""
+    """The signal's variable wins over the general one, as the specification orders them."""
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-general=1,authorization=Bearer%20general")
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS", ENV_HEADERS)
-    (headers,) = _export_once(recorder, protocol)
+    monkeypatch.setenv(f"OTEL_EXPORTER_OTLP_{signal.upper()}_HEADERS", ENV_HEADERS)
+    (headers,) = _export_once(recorder, protocol, signal)
     assert (headers["authorization"], headers["x-from-env"]) == ("Bearer from-env", "1")
     assert "x-general" not in headers
 
-
-def _export_metrics_once(recorder: HeaderRecorder, protocol: str, **settings: Any) -> list[dict[str, str]]:
-    """One tracked metric measured and its metrics exported (at shutdown); the headers of each request."""
-    provider = TracerProvider(shutdown_on_exit=False)
-    configure_tracing(
-        tracer_provider=provider,
-        exporters="none",
-        metrics_exporter="otlp",
-        otlp_metrics_protocol=protocol,
-        otlp_metrics_endpoint=recorder.endpoint(protocol, "metrics"),
-        **settings,
-    )
-    with get_tracker().operation("nightly_sync"):
-        pass
-    assert shutdown_tracing(timeout_s=5)
-    provider.shutdown()
-    return recorder.headers("metrics")
-
-
-@pytest.mark.parametrize("variable", ["OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_METRICS_HEADERS"])
-@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
-@pytest.mark.parametrize(
-    "argument", [{"authorization": "Bearer from-argument", "x-team": "agents"}, {}], ids=["headers", "none"]
-)
-def test_the_metrics_headers_argument_replaces_the_variables(
-    monkeypatch: pytest.MonkeyPatch,
-    recorder: HeaderRecorder,
-    variable: str,
-    protocol: str,
-    argument: dict[str, str],
-) -> None:
-    """``otlp_metrics_headers=...`` is what the metrics exporter sends, as for spans."""
-    monkeypatch.setenv(variable, ENV_HEADERS)
-    sent = _export_metrics_once(recorder, protocol, otlp_metrics_headers=argument)
-    assert sent, "the metrics reached the receiver"
-    assert {k: sent[0].get(k) for k in ("authorization", "x-team", "x-from-env")} == {
-        "authorization": argument.get("authorization"),
-        "x-team": argument.get("x-team"),
-        "x-from-env": None,
-    }
-
-
-@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
-def test_without_the_argument_the_metrics_variables_headers_are_sent(
-    monkeypatch: pytest.MonkeyPatch, recorder: HeaderRecorder, protocol: str
-) -> None:
-    """The metrics variable wins over the general one."""
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-general=1,authorization=Bearer%20general")
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_HEADERS", ENV_HEADERS)
-    sent = _export_metrics_once(recorder, protocol)
-    assert sent, "the metrics reached the receiver"
-    assert (sent[0]["authorization"], sent[0]["x-from-env"]) == ("Bearer from-env", "1")
-    assert "x-general" not in sent[0]

@@ -1,5 +1,7 @@
 /** The service's chat API, by URLs relative to the page (so it works behind a proxy or ingress). */
 
+import { detailOf, readAnswer } from "../lib/answer";
+
 export interface ToolCallSummary {
   id: string;
   name: string;
@@ -51,17 +53,9 @@ async function request(path: string, init: RequestInit): Promise<unknown> {
   } catch {
     throw new ApiError("The service cannot be reached. Check your connection and retry.", 0);
   }
-  let body: unknown = null;
-  try {
-    body = await response.json();
-  } catch {
-    body = null;
-  }
+  const body = await readAnswer(response);
   if (!response.ok) {
-    const detail =
-      typeof body === "object" && body !== null && "detail" in body && typeof body.detail === "string"
-        ? body.detail
-        : response.statusText;
+    const detail = detailOf(body, response.statusText);
     throw new ApiError(`The service answered ${response.status}: ${detail}`, response.status);
   }
   return body;

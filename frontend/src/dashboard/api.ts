@@ -1,5 +1,7 @@
 /** The performance API, by URLs relative to the page, with the token a person entered for this session. */
 
+import { detailOf, readAnswer } from "../lib/answer";
+
 const TOKEN_KEY = "ha-agent-tracing.api-token";
 
 /** One metric of a report, as the service folds it. */
@@ -174,18 +176,9 @@ export async function get<T>(path: string, query: Record<string, string | number
   if (response.status === 404) {
     return null;
   }
-  let body: unknown = null;
-  try {
-    body = await response.json();
-  } catch {
-    body = null;
-  }
+  const body = await readAnswer(response);
   if (!response.ok) {
-    const detail =
-      typeof body === "object" && body !== null && "detail" in body && typeof body.detail === "string"
-        ? body.detail
-        : `HTTP ${response.status}`;
-    throw new ApiError(detail, response.status);
+    throw new ApiError(detailOf(body, `HTTP ${response.status}`), response.status);
   }
   return body as T;
 }

@@ -19,7 +19,7 @@ from starlette.types import Scope
 
 from ha_agent_tracing.agent._conversations import CONVERSATION_ID
 
-__all__ = ["WEB_DIR", "install_web"]
+__all__ = ["WEB_DIR", "install_web", "serve_page"]
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 """The built pages: ``<page>/index.html``, ``<page>/main.js``, ``<page>/main.css``."""
@@ -46,16 +46,21 @@ class _Assets(StaticFiles):
         return response
 
 
-def install_web(app: FastAPI, web_dir: Path = WEB_DIR) -> None:
-    """Serve the chat page at ``/``, its assets at ``/static/``, and ``GET /api/v1/conversations/{id}``."""
-    index = web_dir / "chat" / "index.html"
+def serve_page(app: FastAPI, path: str, index: Path, what: str) -> None:
+    """``GET path`` answers the built page ``index``, or 503 naming what to build when it is missing."""
 
-    @app.get("/", include_in_schema=False)
-    async def chat_page() -> Any:
+    def page() -> Any:  # a file check: run in the thread pool, off the event loop
         if not index.is_file():
-            detail = f"the chat page is not built: {index} is missing (run `npm run build` in frontend/)"
+            detail = f"{what} is not built: {index} is missing (run `npm run build` in frontend/)"
             return JSONResponse({"detail": detail}, status_code=503)
         return FileResponse(index, media_type="text/html; charset=utf-8", headers=_PAGE_HEADERS)
+
+    app.add_api_route(path, page, methods=["GET"], include_in_schema=False)
+
+
+def install_web(app: FastAPI, web_dir: Path = WEB_DIR) -> None:
+    """Serve the chat page at ``/``, its assets at ``/static/``, and ``GET /api/v1/conversations/{id}``."""
+    serve_page(app, "/", web_dir / "chat" / "index.html", "the chat page")
 
     @app.get("/api/v1/conversations/{conversation_id}", tags=["chat"])
     async def conversation(conversation_id: str, request: Request) -> dict[str, Any]:
