@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -158,6 +159,33 @@ def serve_command(env: dict[str, str], log: Path, *flags: str) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(15)
+
+
+@contextmanager
+def demo_serving(env: dict[str, str], out_path: Path, latency_ms: int) -> Iterator[str]:
+    """`ha-agent-tracing demo --keep-serving` in a subprocess; its output once it serves.
+
+    Stops it as a person would (Ctrl-C, SIGINT) on exit.
+    """
+    command = shutil.which("ha-agent-tracing", path=str(Path(sys.executable).parent))
+    assert command is not None
+    with out_path.open("w") as out:
+        process = subprocess.Popen(
+            [command, "demo", "--latency-ms", str(latency_ms), "--keep-serving"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while "Serving until Ctrl-C" not in out_path.read_text():
+            assert process.poll() is None, out_path.read_text()
+            assert time.monotonic() < deadline, out_path.read_text()
+            time.sleep(0.2)
+        yield out_path.read_text()
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(30)
 
 
 def wait_until_answering(

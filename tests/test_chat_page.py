@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,7 +24,7 @@ from starlette.routing import Route
 
 from ha_agent_tracing.agent._background import BackgroundServer, free_port
 
-from .agent_harness import serve_command
+from .agent_harness import clean_env, demo_serving, serve_command
 from .browser import chromium, open_page, wait_until
 from .receivers import ReceivedSpan, Rotel
 
@@ -309,29 +306,11 @@ def test_page_and_assets_are_served_with_their_types_and_without_reports(service
 
 def test_demo_keep_serving_prints_the_page_url(tmp_path: Path) -> None:
     """`demo --keep-serving` says where the chat page is, and the page is there while it serves."""
-    command = Path(sys.executable).parent / "ha-agent-tracing"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OPENAI_", "HA_"))}
-    out_path = tmp_path / "demo.out"
-    with out_path.open("w") as out:
-        process = subprocess.Popen(
-            [str(command), "demo", "--latency-ms", "0", "--keep-serving"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    try:
-        deadline = time.monotonic() + 120
-        while "Serving until Ctrl-C" not in out_path.read_text():
-            assert process.poll() is None, out_path.read_text()
-            assert time.monotonic() < deadline, out_path.read_text()
-            time.sleep(0.2)
-        found = re.search(r"chat page (http://127\.0\.0\.1:\d+/) ", out_path.read_text())
-        assert found, out_path.read_text()
+    with demo_serving(clean_env(), tmp_path / "demo.out", latency_ms=0) as output:
+        found = re.search(r"chat page (http://127\.0\.0\.1:\d+/) ", output)
+        assert found, output
         page = httpx.get(found.group(1), timeout=10)
         assert page.status_code == 200 and 'id="composer"' in page.text
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(30)
 
 
 def test_one_trace_from_the_click_to_the_tool_call_at_the_collector(browser: Browser, tmp_path: Path) -> None:

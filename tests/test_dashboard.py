@@ -11,10 +11,6 @@ from __future__ import annotations
 import gzip
 import json
 import re
-import shutil
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -26,7 +22,7 @@ from playwright.sync_api import Browser, Page
 
 from ha_agent_tracing.agent import load_agent_settings
 
-from .agent_harness import TOKEN, Agent, clean_env, running_agent
+from .agent_harness import TOKEN, Agent, clean_env, demo_serving, running_agent
 from .browser import Console, chromium, open_page, wait_until
 
 PAGE_BUDGET_GZIP = 100 * 1024
@@ -441,25 +437,9 @@ def test_the_page_is_not_served_when_the_reports_api_is_off_and_is_never_traced(
 
 def demo_dashboard(env: dict[str, str], out_path: Path, browser: Browser) -> tuple[str, str, list[str]]:
     """`demo --keep-serving`; the dashboard it prints, opened with its token: the URL, status and operations."""
-    command = shutil.which("ha-agent-tracing", path=str(Path(sys.executable).parent))
-    assert command is not None
-    with out_path.open("w") as out:
-        process = subprocess.Popen(
-            [command, "demo", "--latency-ms", "1", "--keep-serving"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    try:
-        deadline = time.monotonic() + 120
-        while "Serving until Ctrl-C" not in out_path.read_text():
-            assert process.poll() is None, out_path.read_text()
-            assert time.monotonic() < deadline, out_path.read_text()
-            time.sleep(0.2)
-        found = re.search(
-            r"dashboard (http://127\.0\.0\.1:\d+/performance) +\(token: (\S+)\)", out_path.read_text()
-        )
-        assert found, out_path.read_text()
+    with demo_serving(env, out_path, latency_ms=1) as output:
+        found = re.search(r"dashboard (http://127\.0\.0\.1:\d+/performance) +\(token: (\S+)\)", output)
+        assert found, output
         page, console = open_page(browser, found.group(1))
         unlock(page, found.group(2))
         wait_until(page, "document.querySelectorAll('#slowest-body button').length > 0")
@@ -468,9 +448,6 @@ def demo_dashboard(env: dict[str, str], out_path: Path, browser: Browser) -> tup
         assert console.errors() == []
         page.context.close()
         return found.group(1), status, operations
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(30)
 
 
 def test_demo_keep_serving_leaves_a_dashboard_and_a_restart_keeps_its_history(tmp_path: Path) -> None:

@@ -128,4 +128,3 @@ def test_without_the_argument_the_variables_headers_are_sent(
     (headers,) = _export_once(recorder, protocol, signal)
     assert (headers["authorization"], headers["x-from-env"]) == ("Bearer from-env", "1")
     assert "x-general" not in headers
-

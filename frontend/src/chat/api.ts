@@ -1,6 +1,8 @@
 /** The service's chat API, by URLs relative to the page (so it works behind a proxy or ingress). */
 
-import { detailOf, readAnswer } from "../lib/answer";
+import { ApiError, detailOf, readAnswer } from "../lib/answer";
+
+export { ApiError };
 
 export interface ToolCallSummary {
   id: string;
@@ -31,16 +33,6 @@ export interface Conversation {
   messages: ConversationMessage[];
 }
 
-/** The service answered with an error status, or could not be reached (`status` 0). */
-export class ApiError extends Error {
-  constructor(
-    message: string,
-    readonly status: number,
-  ) {
-    super(message);
-    this.name = "ApiError";
-  }
-}
 
 function url(path: string): string {
   return new URL(path, document.baseURI).href;

@@ -1,6 +1,8 @@
 /** The performance API, by URLs relative to the page, with the token a person entered for this session. */
 
-import { detailOf, readAnswer } from "../lib/answer";
+import { ApiError, detailOf, readAnswer } from "../lib/answer";
+
+export { ApiError };
 
 const TOKEN_KEY = "ha-agent-tracing.api-token";
 
@@ -131,16 +133,6 @@ export interface Summary {
   metrics: Record<string, Stats>;
 }
 
-/** The service refused (`status` 401/403/503), failed, or could not be reached (`status` 0). */
-export class ApiError extends Error {
-  constructor(
-    message: string,
-    readonly status: number,
-  ) {
-    super(message);
-    this.name = "ApiError";
-  }
-}
 
 export function storedToken(): string | null {
   return sessionStorage.getItem(TOKEN_KEY);

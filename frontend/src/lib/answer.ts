@@ -17,3 +17,14 @@ export function detailOf(body: unknown, fallback: string): string {
     ? body.detail
     : fallback;
 }
+
+/** The service refused or failed (its HTTP `status`), or could not be reached (`status` 0). */
+export class ApiError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+  ) {
+    super(message);
+    this.name = "ApiError";
+  }
+}
