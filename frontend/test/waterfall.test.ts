@@ -3,13 +3,21 @@ import { describe, it } from "node:test";
 import type { Report, ReportMetric } from "../src/dashboard/api.js";
 import { layout } from "../src/dashboard/waterfall.js";
 
-function metric(name: string, start: number, duration: number, span: string, parent: string | null = null, source = "server"): ReportMetric {
+function metric(
+  name: string,
+  start: number,
+  duration: number,
+  span: string,
+  parent: string | null = null,
+  source = "server",
+  parentName: string | null = null,
+): ReportMetric {
   return {
     name,
     duration,
     metadata: {},
     start_offset: start,
-    parent: null,
+    parent: parentName,
     parent_span_id: parent,
     span_id: span,
     status: "ok",
@@ -48,6 +56,31 @@ describe("waterfall layout", () => {
   it("indents nested metrics under their parent", () => {
     const depth = Object.fromEntries(layout(report).rows.slice(1).map((r) => [r.metric!.span_id, r.depth]));
     assert.deepEqual(depth, { b0: 1, a1: 1, a2: 2, a3: 1, a4: 1, a5: 1, a6: 1 });
+  });
+
+  it("nests a metric under its enclosing metric through a span that is not a metric", () => {
+    // Two tool_execution metrics; each calls Home Assistant through an HTTP client span (not a
+    // metric, so not in the report), inside which a metric ran: the report names the enclosing
+    // metric ("tool_execution") and gives the HTTP span as the direct parent.
+    const nested: Report = {
+      ...report,
+      metrics: [
+        metric("tool_execution", 10, 30, "t1"),
+        metric("tool_execution", 50, 30, "t2"),
+        metric("ha_state_read", 20, 5, "h1", "c1", "server", "tool_execution"),
+        metric("ha_state_read", 60, 5, "h2", "c2", "server", "tool_execution"),
+        metric("orphan_step", 90, 5, "o1", "c3", "server", "missing_metric"),
+      ],
+    };
+    const rows = layout(nested).rows.slice(1);
+    const depth = Object.fromEntries(rows.map((r) => [r.metric!.span_id, r.depth]));
+    assert.deepEqual(depth, { t1: 1, t2: 1, h1: 2, h2: 2, o1: 1 });
+    // Each read sits right under its own tool call, not under the other one.
+    assert.deepEqual(
+      rows.map((r) => r.metric!.span_id),
+      ["t1", "h1", "t2", "h2", "o1"],
+    );
+    assert.ok(rows.every((r) => !r.concurrent), "no two of these overlap under one parent");
   });
 
   it("marks metrics of one parent that overlap in time as concurrent, and only those", () => {

@@ -29,13 +29,14 @@ export interface Layout {
 export function layout(report: Report): Layout {
   const metrics = report.metrics;
   const byId = new Map(metrics.map((m) => [m.span_id, m]));
+  const enclosing = new Map(metrics.map((m) => [m.span_id, enclosingMetric(m, byId, metrics)]));
   const depths = new Map<string, number>();
   const depthOf = (metric: ReportMetric, seen: Set<string> = new Set()): number => {
     const known = depths.get(metric.span_id);
     if (known !== undefined) {
       return known;
     }
-    const parent = metric.parent_span_id ? byId.get(metric.parent_span_id) : undefined;
+    const parent = enclosing.get(metric.span_id);
     const depth = parent && !seen.has(parent.span_id) ? depthOf(parent, seen.add(metric.span_id)) + 1 : 1;
     depths.set(metric.span_id, depth);
     return depth;
@@ -66,12 +67,12 @@ export function layout(report: Report): Layout {
     if (row.metric === null) {
       continue;
     }
-    const parent = row.metric.parent_span_id ?? null;
+    const parent = enclosing.get(row.metric.span_id) ?? null;
     row.concurrent = rows.some(
       (other) =>
         other !== row &&
         other.metric !== null &&
-        (other.metric.parent_span_id ?? null) === parent &&
+        (enclosing.get(other.metric.span_id) ?? null) === parent &&
         other.start < row.end &&
         row.start < other.end,
     );
@@ -79,6 +80,38 @@ export function layout(report: Report): Layout {
   const from = Math.min(0, ...rows.map((r) => r.start));
   const to = Math.max(report.total_duration, ...rows.map((r) => r.end), from + 1e-6);
   return { rows, from, to };
+}
+
+/**
+ * The metric a metric is nested in: its direct parent span when that is a metric of the report;
+ * otherwise (the direct parent is a span that is not a metric, e.g. an HTTP client span) the
+ * report's `parent` names the nearest enclosing metric, and of the metrics by that name the
+ * innermost one whose time holds this metric's is it.
+ */
+function enclosingMetric(
+  metric: ReportMetric,
+  byId: Map<string, ReportMetric>,
+  metrics: readonly ReportMetric[],
+): ReportMetric | undefined {
+  const direct = metric.parent_span_id ? byId.get(metric.parent_span_id) : undefined;
+  if (direct !== undefined || !metric.parent) {
+    return direct;
+  }
+  const end = metric.start_offset + metric.duration;
+  const slack = 1e-3; // offsets and durations are rounded ms
+  let best: ReportMetric | undefined;
+  for (const other of metrics) {
+    if (
+      other !== metric &&
+      other.name === metric.parent &&
+      other.start_offset <= metric.start_offset + slack &&
+      other.start_offset + other.duration + slack >= end &&
+      (best === undefined || other.start_offset > best.start_offset)
+    ) {
+      best = other;
+    }
+  }
+  return best;
 }
 
 export function ms(value: number): string {
