@@ -83,6 +83,24 @@ describe("waterfall layout", () => {
     assert.ok(rows.every((r) => !r.concurrent), "no two of these overlap under one parent");
   });
 
+  it("does not mark the server's top-level metrics concurrent with the page's send_message", () => {
+    // As the service reports them: the server's metrics hang under its request span (not a metric),
+    // the page's send_message has no parent in the report; their times overlap.
+    const joined: Report = {
+      ...report,
+      metrics: [
+        metric("send_message", -20, 130, "b0", null, "browser"),
+        metric("rate_limit_check", 1, 1, "s1", "srv"),
+        metric("tool_execution", 10, 20, "s2", "srv"),
+        metric("tool_execution", 15, 20, "s3", "srv"),
+      ],
+    };
+    const concurrent = layout(joined)
+      .rows.filter((r) => r.concurrent)
+      .map((r) => r.metric!.span_id);
+    assert.deepEqual(concurrent, ["s2", "s3"]);
+  });
+
   it("marks metrics of one parent that overlap in time as concurrent, and only those", () => {
     const concurrent = layout(report)
       .rows.filter((r) => r.concurrent)

@@ -30,6 +30,10 @@ export function layout(report: Report): Layout {
   const metrics = report.metrics;
   const byId = new Map(metrics.map((m) => [m.span_id, m]));
   const enclosing = new Map(metrics.map((m) => [m.span_id, enclosingMetric(m, byId, metrics)]));
+  // Siblings share the metric they are nested in, else their direct parent span (the server's
+  // request span for its top-level metrics; none for the page's send_message).
+  const parentKey = (metric: ReportMetric): string | null =>
+    enclosing.get(metric.span_id)?.span_id ?? metric.parent_span_id ?? null;
   const depths = new Map<string, number>();
   const depthOf = (metric: ReportMetric, seen: Set<string> = new Set()): number => {
     const known = depths.get(metric.span_id);
@@ -67,12 +71,12 @@ export function layout(report: Report): Layout {
     if (row.metric === null) {
       continue;
     }
-    const parent = enclosing.get(row.metric.span_id) ?? null;
+    const parent = parentKey(row.metric);
     row.concurrent = rows.some(
       (other) =>
         other !== row &&
         other.metric !== null &&
-        (enclosing.get(other.metric.span_id) ?? null) === parent &&
+        parentKey(other.metric) === parent &&
         other.start < row.end &&
         row.start < other.end,
     );
