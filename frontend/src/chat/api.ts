@@ -1,6 +1,6 @@
 /** The service's chat API, by URLs relative to the page (so it works behind a proxy or ingress). */
 
-import { ApiError, detailOf, readAnswer } from "../lib/answer";
+import { ApiError, detailOf, readAnswer } from "../lib/answer.js";
 
 export { ApiError };
 
