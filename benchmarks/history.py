@@ -20,8 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ha_agent_tracing.analysis import summarize_rows, timeline
-from ha_agent_tracing.reports import History, HistoryReader
+from ha_agent_tracing.analysis import INSIGHTS_SAMPLE, ReportQueries, summarize_rows, timeline
+from ha_agent_tracing.reports import History, HistoryReader, ReportStore
 
 METRICS = (
     ("rate_limit_check", 0.02),
@@ -118,6 +118,7 @@ def main() -> None:
         size_mb = path.stat().st_size / 1024**2
         reader = HistoryReader(path)
         since = now - span - 1
+        queries = ReportQueries(ReportStore(), reader)  # the API's reads: memory (empty here) and history
 
         def percentiles_by_metric() -> object:
             return summarize_rows(reader.rows(since, now + 1))
@@ -137,6 +138,14 @@ def main() -> None:
             (f"p50/p95/p99 of the total and each metric, {args.days} days", percentiles_by_metric),
             (f"the same per hour ({args.days * 24} buckets)", hourly_timeline),
             ("the last day in 5-minute buckets", last_day_5m),
+            (
+                f"where the time goes, {args.days} days (an even sample of {INSIGHTS_SAMPLE})",
+                lambda: queries.insights(since, now + 1, top=3),
+            ),
+            (
+                f"where the time goes, the last day (an even sample of {INSIGHTS_SAMPLE})",
+                lambda: queries.insights(now - 86400.0, now + 1, top=3),
+            ),
             ("the newest 100 reports", lambda: reader.query(limit=100)),
             ("one report by trace id", lambda: reader.get(f"{total // 2:032x}")),
         ]

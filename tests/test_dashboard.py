@@ -526,7 +526,7 @@ def test_the_insights_panel_shows_where_the_time_goes(tmp_path: Path) -> None:
         errors = console.errors()
     assert errors == []
     bottleneck = insights["bottleneck"]
-    assert f"Of the last {insights['requests']} chat_request requests" in summary
+    assert f"Of the {insights['requests']} chat_request requests in this range" in summary
     assert f"the bottleneck is {bottleneck['name']}: {round(bottleneck['share_p50'] * 100)} %" in summary
     expected = [
         [
@@ -542,4 +542,4 @@ def test_the_insights_panel_shows_where_the_time_goes(tmp_path: Path) -> None:
     assert turn_trace == top_turn["trace_id"] or turn_trace in {
         r["trace_id"] for r in insights["repeated_tool_calls"]
     }
-    assert turn_trace in opened, "the trace named in a finding opens its waterfall"
+    assert turn_trace is not None and turn_trace in opened, "the trace named in a finding opens its waterfall"

@@ -108,6 +108,27 @@ export interface Insights {
   notes: string[];
 }
 
+/** How many of one operation's reports the insights were worked out from. */
+export interface InsightsSample {
+  /** All the range's reports, or an evenly spaced sample of them. */
+  analysed: number;
+  in_range: number;
+}
+
+/** `GET api/v1/performance/insights?since=&until=&operation=`: where the time goes over a range. */
+export interface InsightsAnswer {
+  since: number | null;
+  until: number | null;
+  /** `history` (with what is not written yet, from memory), or `memory` when history is off or unreadable. */
+  source: "history" | "memory";
+  /** Most reports analysed per operation; a range with more is sampled evenly in time. */
+  sample_limit: number;
+  count: number;
+  in_range: number;
+  samples: Record<string, InsightsSample>;
+  operations: Record<string, Insights>;
+}
+
 /** `GET api/v1/performance/config` */
 export interface DashboardConfig {
   /** The Jaeger UI each trace links to, when HA_AGENT_TRACING_JAEGER_URL is set. */

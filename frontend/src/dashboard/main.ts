@@ -12,7 +12,7 @@ import {
   ApiError,
   type DashboardConfig,
   get,
-  type Insights,
+  type InsightsAnswer,
   type Report,
   storedToken,
   storeToken,
@@ -68,6 +68,7 @@ const alertsTable = element<HTMLTableElement>("alerts");
 const alertsBody = element<HTMLTableSectionElement>("alerts-body");
 const alertsNone = element<HTMLElement>("alerts-none");
 const insightsSummary = element<HTMLElement>("insights-summary");
+const insightsSample = element<HTMLElement>("insights-sample");
 const sharesTable = element<HTMLTableElement>("shares");
 const sharesBody = element<HTMLTableSectionElement>("shares-body");
 const insightsNotes = element<HTMLUListElement>("insights-notes");
@@ -166,7 +167,7 @@ async function load(): Promise<void> {
       get<Record<string, Summary>>("summary", { since: since - BASELINE_S, until, operation }),
       get<{ count: number; reports: Report[] }>("reports", { since, until, operation, order: "slowest", limit: 15 }),
       get<{ alerts: Alert[] }>("alerts"),
-      get<{ count: number; operations: Record<string, Insights> }>("insights", { operation, top: 3 }),
+      get<InsightsAnswer>("insights", { since, until, operation, top: 3 }),
     ]);
     timeline = current;
     if (!current) {
@@ -177,7 +178,7 @@ async function load(): Promise<void> {
     renderUsual(current, chosen ? (usual?.[chosen] ?? null) : null);
     renderSlowest(slowest?.reports ?? []);
     renderAlerts(alerts?.alerts ?? []);
-    renderInsights(chosen, insights?.operations[chosen] ?? null);
+    renderInsights(chosen, insights);
     const requests = current.overall.requests;
     say(
       requests
@@ -334,15 +335,33 @@ function note(...parts: (string | Node)[]): void {
   insightsNotes.append(item);
 }
 
-function renderInsights(operation: string, insights: Insights | null): void {
+/** Which requests the insights rest on: all of the range's, or how large a sample, and from where. */
+function sampleText(answer: InsightsAnswer, analysed: number, inRange: number): string {
+  const from =
+    answer.source === "history"
+      ? "from history"
+      : config.history === "off"
+        ? "from memory (history is off)"
+        : "from memory (history cannot be read)";
+  return analysed < inRange
+    ? `Sample: ${analysed} of the range's ${inRange} requests, evenly spaced in time (at most ${answer.sample_limit} per operation), ${from}.`
+    : `Sample: all ${inRange} requests of the range, ${from}.`;
+}
+
+function renderInsights(operation: string, answer: InsightsAnswer | null): void {
   sharesBody.replaceChildren();
   insightsNotes.replaceChildren();
+  const insights = answer?.operations[operation] ?? null;
+  const sample = answer?.samples[operation] ?? null;
   sharesTable.hidden = insights === null;
-  if (insights === null) {
-    insightsSummary.textContent = `No ${operation} requests in memory to analyse.`;
+  if (answer === null || insights === null || sample === null) {
+    insightsSummary.textContent = `No ${operation} requests in this range to analyse.`;
+    insightsSample.textContent = "";
     return;
   }
-  const head = `Of the last ${insights.requests} ${operation} requests in memory (p50 ${ms(insights.p50_ms)}, p95 ${ms(insights.p95_ms)})`;
+  insightsSample.textContent = sampleText(answer, sample.analysed, sample.in_range);
+  const which = sample.analysed < sample.in_range ? `${sample.analysed} sampled` : `the ${sample.in_range}`;
+  const head = `Of ${which} ${operation} requests in this range (p50 ${ms(insights.p50_ms)}, p95 ${ms(insights.p95_ms)})`;
   const bottleneck = insights.bottleneck;
   insightsSummary.textContent = bottleneck
     ? `${head}, the bottleneck is ${bottleneck.name}: ${percent(bottleneck.share_p50)} of a typical request's critical path, ${percent(bottleneck.share_p95)} of a slow one's.`

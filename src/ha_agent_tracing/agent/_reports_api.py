@@ -23,7 +23,13 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from ha_agent_tracing._setup import get_runtime
 from ha_agent_tracing._tracker import PerformanceTracker
 from ha_agent_tracing.agent._settings import AgentSettings
-from ha_agent_tracing.analysis import ReportQueries, analyze_reports, parse_bucket, parse_time
+from ha_agent_tracing.analysis import (
+    INSIGHTS_SAMPLE,
+    InsightsAnswer,
+    ReportQueries,
+    parse_bucket,
+    parse_time,
+)
 
 __all__ = ["reports_router"]
 
@@ -128,16 +134,23 @@ def reports_router(settings: AgentSettings, tracker: PerformanceTracker) -> APIR
             headers={"Content-Disposition": 'attachment; filename="performance-reports.json"'},
         )
 
-    @router.get("/insights")
+    # The answer is typed for readers (InsightsAnswer) but not validated again on the way out.
+    @router.get("/insights", response_model=None)
     def insights(
-        operation: str | None = None, top: Annotated[int, Query(ge=0, le=100)] = 5
-    ) -> dict[str, Any]:
-        """Where the time goes (``ha-agent-tracing analyze``) for the stored reports, per operation.
+        operation: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        top: Annotated[int, Query(ge=0, le=100)] = 5,
+        sample: Annotated[int, Query(ge=1, le=10_000)] = INSIGHTS_SAMPLE,
+    ) -> InsightsAnswer:
+        """Where the time goes (``ha-agent-tracing analyze``) per operation, over ``[since, until)``.
 
+        From history (and memory) when history is on, else memory. At most ``sample``
+        reports per operation are analysed: more in the range are sampled evenly in time.
         A plain ``def``: FastAPI runs it on a worker thread, so the analysis never stalls chat requests.
         """
-        found = tracker.store.reports(operation=operation)
-        return {"count": len(found), "operations": analyze_reports(found, top=top) if found else {}}
+        start, end = _time("since", since), _time("until", until)
+        return queries().insights(start, end, operation, top=top, sample=sample)
 
     @router.get("/config")
     async def config() -> dict[str, Any]:

@@ -53,16 +53,27 @@ from ha_agent_tracing.analysis._stats import (
     compare_samples,
     mann_whitney_u,
 )
-from ha_agent_tracing.analysis._timeline import ReportQueries, parse_bucket, summarize_rows, timeline
+from ha_agent_tracing.analysis._timeline import (
+    INSIGHTS_SAMPLE,
+    InsightsAnswer,
+    InsightsSample,
+    ReportQueries,
+    parse_bucket,
+    summarize_rows,
+    timeline,
+)
 
 __all__ = [
     "DEFAULT_RESAMPLES",
+    "INSIGHTS_SAMPLE",
     "TOTAL",
     "UNTRACKED",
     "Alert",
     "AlertEngine",
     "AlertRule",
     "Comparison",
+    "InsightsAnswer",
+    "InsightsSample",
     "Interval",
     "MannWhitney",
     "MeasureComparison",

@@ -7,9 +7,10 @@ query reads both and keeps one copy of each report::
     queries = ReportQueries(store, history)          # history may be None (off)
     queries.reports(since=time.time() - 3600, limit=50)
     queries.timeline(since, until, bucket_s=parse_bucket("5m"))
+    queries.insights(since, until)                   # where the time goes, over a bounded sample
 
 When the history cannot be read the answer comes from memory alone, and the
-log says so once.
+log says so once (the history counts each failed read).
 
 Percentiles are the project's one definition (:mod:`._percentiles`,
 ``statistics.quantiles(method="inclusive")``).
@@ -23,9 +24,10 @@ import math
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar
 
 from ha_agent_tracing._internal import RateLimitedWarning
+from ha_agent_tracing.analysis._insights import OperationInsights, analyze_reports
 from ha_agent_tracing.analysis._percentiles import describe, percentiles
 from ha_agent_tracing.reports._fold import Report
 from ha_agent_tracing.reports._history import (
@@ -41,9 +43,13 @@ if TYPE_CHECKING:  # the store imports the percentile definition from this packa
     from ha_agent_tracing.reports._store import ReportStore
 
 __all__ = [
+    "INSIGHTS_SAMPLE",
     "MAX_BUCKETS",
+    "InsightsAnswer",
+    "InsightsSample",
     "ReportQueries",
     "check_range",
+    "evenly_spaced",
     "parse_bucket",
     "summarize_rows",
     "timeline",
@@ -53,6 +59,9 @@ logger = logging.getLogger("ha_agent_tracing")
 
 MAX_BUCKETS = 10_000
 """Most buckets one timeline may have (7 days of 1-minute buckets fit)."""
+
+INSIGHTS_SAMPLE = 2000
+"""Most reports of one operation that :meth:`ReportQueries.insights` analyses by default."""
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _BUCKET = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", re.I)
@@ -210,6 +219,44 @@ def timeline(rows: Sequence[ReportRow], since: float, until: float, bucket_s: fl
     }
 
 
+class InsightsSample(TypedDict):
+    """How many of one operation's reports the insights were worked out from."""
+
+    analysed: int
+    """Reports analysed: all of the range's, or an evenly spaced sample of them."""
+    in_range: int
+    """Reports of the operation that started in ``[since, until)``."""
+
+
+class InsightsAnswer(TypedDict):
+    """:meth:`ReportQueries.insights`: where the time goes over a time range (``GET .../insights``)."""
+
+    since: float | None
+    until: float | None
+    source: Literal["history", "memory"]
+    """``history`` (with the reports not yet written, from memory) or ``memory`` alone."""
+    sample_limit: int
+    """Most reports analysed per operation; a range holding more is sampled evenly in time."""
+    count: int
+    """Reports analysed, every operation together."""
+    in_range: int
+    """Reports in the range, every operation together."""
+    samples: dict[str, InsightsSample]
+    operations: dict[str, OperationInsights]
+
+
+def evenly_spaced(count: int, limit: int) -> list[int]:
+    """Positions of ``limit`` of ``count`` items in order, evenly spread from the first; all when they fit.
+
+    ``evenly_spaced(10, 4) == [0, 2, 5, 7]``: item ``i * count // limit`` for ``i < limit``.
+    """
+    if limit < 1:
+        raise ValueError(f"limit must be 1 or more, not {limit!r}")
+    if count <= limit:
+        return list(range(count))
+    return [i * count // limit for i in range(limit)]
+
+
 _unreadable = RateLimitedWarning(interval_s=300.0)
 
 
@@ -318,3 +365,98 @@ class ReportQueries:
         result = timeline(self.rows(since, until, operation), since, until, bucket_s)
         result["operation"] = operation
         return result
+
+    def insights(
+        self,
+        since: float | None = None,
+        until: float | None = None,
+        operation: str | None = None,
+        *,
+        top: int = 5,
+        sample: int = INSIGHTS_SAMPLE,
+    ) -> InsightsAnswer:
+        """:func:`analyze_reports` of the reports in ``[since, until)``, at most ``sample`` per operation.
+
+        An operation with more reports in the range is analysed on an evenly spaced
+        sample by start time (every ``n / sample``-th, from the oldest), so that a range of
+        many thousands of reports answers as fast as one of ``sample``. Memory's version
+        of a report wins over history's, and reports not written yet count too.
+        """
+        if sample < 1:
+            raise ValueError(f"sample must be 1 or more, not {sample!r}")
+        memory = self._memory(since, until, operation)
+        chosen: list[Report] | None = None
+        in_range: dict[str, int] = {}
+        if self.history is not None:
+            try:
+                chosen = self._history_sample(memory, since, until, operation, sample, in_range)
+            except HistoryUnavailable as exc:
+                self._history_failed(exc)
+                in_range.clear()
+        source: Literal["history", "memory"] = "history" if chosen is not None else "memory"
+        if chosen is None:
+            by_operation: dict[str, list[Report]] = {}
+            for report in sorted(memory, key=lambda r: float(r.get("timestamp", 0.0))):
+                by_operation.setdefault(str(report["operation"]), []).append(report)
+            chosen = []
+            for name, reports in by_operation.items():
+                in_range[name] = len(reports)
+                chosen.extend(reports[i] for i in evenly_spaced(len(reports), sample))
+        analysed: dict[str, int] = {}
+        for report in chosen:
+            analysed[str(report["operation"])] = analysed.get(str(report["operation"]), 0) + 1
+        return {
+            "since": since,
+            "until": until,
+            "source": source,
+            "sample_limit": sample,
+            "count": len(chosen),
+            "in_range": sum(in_range.values()),
+            "samples": {
+                name: {"analysed": analysed.get(name, 0), "in_range": count}
+                for name, count in in_range.items()
+            },
+            "operations": analyze_reports(chosen, top=top) if chosen else {},
+        }
+
+    def _history_sample(
+        self,
+        memory: list[Report],
+        since: float | None,
+        until: float | None,
+        operation: str | None,
+        sample: int,
+        in_range: dict[str, int],
+    ) -> list[Report]:
+        """The sample over history and the reports of memory it lacks; fills ``in_range`` per operation."""
+        assert self.history is not None
+        fresh = {_key(report): report for report in memory}
+        # Per operation, in start order: (start, key, history row id or None when only memory has it).
+        population: dict[str, list[tuple[float, tuple[str, str], int | None]]] = {}
+        seen: set[tuple[str, str]] = set()
+        for row in self.history.index(since, until, operation):
+            key = (row.trace_id.lower(), row.span_id.lower())
+            seen.add(key)
+            held = fresh.get(key)
+            name, start = (row.operation, row.timestamp) if held is None else _place(held)
+            population.setdefault(name, []).append((start, key, row.id))
+        for key, report in fresh.items():
+            if key not in seen:  # not written yet: the writer batches
+                name, start = _place(report)
+                population.setdefault(name, []).append((start, key, None))
+        picked: list[tuple[float, tuple[str, str], int | None]] = []
+        for name, entries in population.items():
+            entries.sort(key=lambda entry: entry[0])
+            in_range[name] = len(entries)
+            picked.extend(entries[i] for i in evenly_spaced(len(entries), sample))
+        bodies = self.history.by_ids(i for _, key, i in picked if i is not None and key not in fresh)
+        chosen: list[Report] = []
+        for _, key, row_id in picked:
+            report = fresh.get(key) or (bodies.get(row_id) if row_id is not None else None)
+            if report is not None:  # else deleted by retention since the index was read
+                chosen.append(report)
+        return chosen
+
+
+def _place(report: Report) -> tuple[str, float]:
+    return str(report["operation"]), float(report.get("timestamp", 0.0))

@@ -51,6 +51,7 @@ __all__ = [
     "History",
     "HistoryReader",
     "HistoryUnavailable",
+    "IndexRow",
     "ReportRow",
     "migrate",
     "pack_durations",
@@ -103,6 +104,16 @@ SCHEMA: tuple[str, ...] = (
 
 class HistoryUnavailable(Exception):
     """The history file cannot be read (missing, unreadable, corrupt, or a newer schema)."""
+
+
+class IndexRow(NamedTuple):
+    """Where one report sits: what a sample is drawn from before any report is read."""
+
+    id: int
+    operation: str
+    trace_id: str
+    span_id: str
+    timestamp: float
 
 
 class ReportRow(NamedTuple):
@@ -350,6 +361,20 @@ class HistoryReader:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path).expanduser()
+        self._read_lock = threading.Lock()
+        self._read_failures = 0
+
+    @property
+    def read_failures(self) -> int:
+        """Reads that raised :class:`HistoryUnavailable` (the service then answered from memory)."""
+        return self._read_failures
+
+    def _failed_read(self) -> None:
+        with self._read_lock:
+            self._read_failures += 1
+
+    def _reader(self) -> _Reader:
+        return _Reader(self.path, self._failed_read)
 
     def query(
         self,
@@ -372,7 +397,7 @@ class HistoryReader:
         if limit is not None:
             sql += " LIMIT ?"
             args.append(limit)
-        with _Reader(self.path) as conn:
+        with self._reader() as conn:
             bodies = [body for (body,) in conn.execute(sql, args)]
         if not slowest:
             bodies.reverse()
@@ -380,7 +405,7 @@ class HistoryReader:
 
     def get(self, trace_id: str) -> Report | None:
         """The report of a trace (its earliest local root); ``None`` when history has none."""
-        with _Reader(self.path) as conn:
+        with self._reader() as conn:
             found = conn.execute(
                 "SELECT report FROM reports WHERE trace_id = ? ORDER BY timestamp LIMIT 1",
                 (trace_id.lower(),),
@@ -393,8 +418,35 @@ class HistoryReader:
         """The rows of the reports in the range, metrics packed: what summaries and percentiles read."""
         where, args = _where(since, until, operation)
         columns = ", ".join(ReportRow._fields)
-        with _Reader(self.path) as conn:
+        with self._reader() as conn:
             return list(map(ReportRow._make, conn.execute(f"SELECT {columns} FROM reports{where}", args)))
+
+    def index(
+        self, since: float | None = None, until: float | None = None, operation: str | None = None
+    ) -> list[IndexRow]:
+        """Id, operation, trace and span id and start time of each report in the range, oldest first.
+
+        Small rows, no report body: a sample is chosen from them, then read with :meth:`by_ids`.
+        """
+        where, args = _where(since, until, operation)
+        columns = ", ".join(IndexRow._fields)
+        sql = f"SELECT {columns} FROM reports{where} ORDER BY timestamp, id"
+        with self._reader() as conn:
+            return list(map(IndexRow._make, conn.execute(sql, args)))
+
+    def by_ids(self, ids: Iterable[int]) -> dict[int, Report]:
+        """The reports with these row ids (see :meth:`index`); ids deleted meanwhile are missing."""
+        wanted = list(ids)
+        found: dict[int, Report] = {}
+        with self._reader() as conn:
+            for start in range(0, len(wanted), _IDS_PER_QUERY):
+                chunk = wanted[start : start + _IDS_PER_QUERY]
+                marks = ", ".join("?" * len(chunk))
+                for row_id, body in conn.execute(
+                    f"SELECT id, report FROM reports WHERE id IN ({marks})", chunk
+                ):
+                    found[row_id] = json.loads(body)
+        return found
 
 
 class History(HistoryReader):
@@ -528,7 +580,7 @@ class History(HistoryReader):
         return self._problem
 
     def stats(self) -> dict[str, Any]:
-        """Path, state, and counts of reports written, dropped, rejected, deleted; failures."""
+        """Path, state, and counts of reports written, dropped, rejected, deleted; write and read failures."""
         with self._lock:
             counts: dict[str, Any] = dict(self._counts)
         counts.update(
@@ -537,6 +589,7 @@ class History(HistoryReader):
             problem=self._problem,
             queued=len(self._inbox) - self._markers + len(self._backlog),
             internal_errors=self._errors.count,
+            read_failures=self.read_failures,
         )
         return counts
 
@@ -865,24 +918,35 @@ def data_bytes(conn: sqlite3.Connection) -> int:
     return (pages - free) * size
 
 
-class _Reader:
-    """A read-only connection for one query; every SQLite error becomes :class:`HistoryUnavailable`."""
+_IDS_PER_QUERY = 500
+"""Row ids bound in one ``IN (...)``: well under SQLite's limit on bound parameters."""
 
-    def __init__(self, path: Path) -> None:
+
+class _Reader:
+    """A read-only connection for one query; every SQLite error becomes :class:`HistoryUnavailable`.
+
+    ``failed`` is called once for each read that raises it (the reader counts them).
+    """
+
+    def __init__(self, path: Path, failed: Callable[[], None]) -> None:
         self._path = path
+        self._failed = failed
         self._conn: sqlite3.Connection | None = None
 
     def __enter__(self) -> sqlite3.Connection:
         if not self._path.exists():
+            self._failed()
             raise HistoryUnavailable(f"no history at {self._path} yet")
         try:
             self._conn = connect(self._path, read_only=True)
             version = self._conn.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.Error as exc:
             self._close()
+            self._failed()
             raise HistoryUnavailable(f"cannot read {self._path}: {_describe(exc)}") from exc
         if version != len(SCHEMA_STEPS):
             self._close()
+            self._failed()
             raise HistoryUnavailable(
                 f"{self._path} has schema version {version}; this version of ha-agent-tracing reads "
                 f"version {len(SCHEMA_STEPS)} (the service migrates it when it starts)"
@@ -892,6 +956,7 @@ class _Reader:
     def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
         self._close()
         if isinstance(exc, sqlite3.Error):
+            self._failed()
             raise HistoryUnavailable(f"cannot read {self._path}: {_describe(exc)}") from exc
 
     def _close(self) -> None:
