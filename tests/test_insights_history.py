@@ -287,3 +287,22 @@ def test_the_range_picker_changes_what_the_panel_shows(tmp_path: Path) -> None:
         ],
     )
     assert errors == []
+
+
+def test_the_panel_says_when_it_rests_on_a_sample(tmp_path: Path) -> None:
+    """2010 requests in the range, more than the 2000 analysed per operation: the panel says 2000 of 2010."""
+    path = tmp_path / "history.sqlite3"
+    now = time.time()
+    write_history(path, [made_report(n, now - 600 + n * 0.1, 80.0, 15.0, 100.0) for n in range(2010)])
+    with running_agent(tracing={"history_path": str(path)}) as agent, chromium() as browser:
+        page, console = open_page(browser, f"{agent.url}/performance", viewport=(1300, 1000))
+        unlock(page)
+        wait_until(page, "document.querySelector('#insights-sample').textContent")
+        summary, sample, _ = panel(page)
+        errors = console.errors()
+    assert summary.startswith("Of 2000 sampled chat_request requests in this range (p50 100 ms, p95 100 ms)")
+    assert sample == (
+        "Sample: 2000 of the range's 2010 requests, evenly spaced in time (at most 2000 per operation), "
+        "from history."
+    )
+    assert errors == []
