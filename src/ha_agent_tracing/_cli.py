@@ -328,9 +328,10 @@ def serve(args: argparse.Namespace) -> int:
 
     from ha_agent_tracing import configure_tracing, shutdown_tracing
     from ha_agent_tracing.agent import create_app, load_agent_settings
+    from ha_agent_tracing.agent._app import SERVE_YOUNG_GC_THRESHOLD
 
     settings = load_agent_settings()
-    app = create_app(settings, freeze_startup_objects=True)
+    app = create_app(settings, freeze_startup_objects=True, young_gc_threshold=SERVE_YOUNG_GC_THRESHOLD)
     configure_tracing(app)  # also flushes queued spans in the app's shutdown, which SIGTERM runs
     host = args.host or settings.host
     port = args.port or settings.port

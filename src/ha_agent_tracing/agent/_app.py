@@ -39,9 +39,12 @@ from ha_agent_tracing.agent._settings import AgentSettings, load_agent_settings
 from ha_agent_tracing.agent._web import install_web
 from ha_agent_tracing.telemetry._instrumentation import fastapi_native_telemetry_off
 
-__all__ = ["ChatRequest", "ChatResponse", "create_app"]
+__all__ = ["SERVE_YOUNG_GC_THRESHOLD", "ChatRequest", "ChatResponse", "create_app"]
 
 logger = logging.getLogger("ha_agent_tracing.agent")
+
+SERVE_YOUNG_GC_THRESHOLD = 10_000
+"""The youngest generation's collection threshold ``ha-agent-tracing serve`` runs with (Python's: 700)."""
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -132,6 +135,7 @@ def create_app(
     tracker: PerformanceTracker | None = None,
     home: Home | None = None,
     freeze_startup_objects: bool = False,
+    young_gc_threshold: int | None = None,
 ) -> FastAPI:
     """The agent service. ``settings`` default to the environment; ``tracker`` to ``get_tracker()``.
 
@@ -144,7 +148,18 @@ def create_app(
     that tracing keeps for a while trigger full collections far more often than
     an untraced request does. Not for a process that starts many apps (tests):
     each freeze keeps what was alive then out of every later collection.
+
+    With ``young_gc_threshold`` (``serve`` asks for :data:`SERVE_YOUNG_GC_THRESHOLD`)
+    the youngest generation is collected after that many net allocations of
+    container objects instead of Python's 700, until the service stops. A traced
+    request allocates thousands (spans, attribute dicts, records), so at 700 the
+    collector ran several times a request, walked the spans of every request in
+    flight and promoted them to older generations, whose collections then walked
+    them again: ≈75 µs of CPU a request with tracked metrics, ≈105 µs fully
+    instrumented, against ≈25 µs at 10 000 (≈1 µs untraced either way).
     """
+    if young_gc_threshold is not None and young_gc_threshold < 1:
+        raise ValueError(f"young_gc_threshold must be at least 1, not {young_gc_threshold}")
     settings = settings or load_agent_settings()
     tracker = tracker or get_tracker()
 
@@ -179,9 +194,14 @@ def create_app(
         if freeze_startup_objects:
             gc.collect()  # the garbage of the start first: frozen objects are never collected
             gc.freeze()
+        thresholds = gc.get_threshold()
+        if young_gc_threshold is not None:
+            gc.set_threshold(young_gc_threshold, *thresholds[1:])
         try:
             yield
         finally:
+            if young_gc_threshold is not None:
+                gc.set_threshold(*thresholds)
             if freeze_startup_objects:
                 gc.unfreeze()
             await client.close()
