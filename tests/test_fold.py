@@ -87,6 +87,27 @@ def test_the_library_s_own_attributes_stay_out_of_metadata() -> None:
     assert metric["metadata"] == {"k": [1, 2]}
 
 
+def test_metadata_is_filtered_alike_for_keys_seen_before_and_past_the_remembered_keys() -> None:
+    """The filter remembers its answer per key (a bounded number of them): the answer never changes."""
+    many = {f"k{i}": i for i in range(5000)}  # more keys than are remembered
+    attributes = {
+        "ha_agent_tracing.y": 1,
+        "openinference.span.kind": "CHAIN",
+        **many,
+        "ha_agent_tracing.z": 2,
+        "t": (1, 2),
+    }
+    for _ in range(2):
+        (metric,) = fold(ROOT, [record("step", 0x2, 0x1, 1, 2, attributes)])["metrics"]
+        assert metric["metadata"] == {**many, "t": [1, 2]}
+
+
+def test_a_metric_that_ends_before_it_starts_lasts_zero_ms() -> None:
+    (metric,) = fold(ROOT, [record("step", 0xABC, 0x1, 5, 3)])["metrics"]
+    assert (metric["duration"], metric["start_offset"]) == (0.0, pytest.approx(5.0))
+    assert (metric["span_id"], metric["parent_span_id"]) == ("0000000000000abc", "0000000000000001")
+
+
 def test_the_operation_comes_from_the_root_then_the_earliest_span_then_the_root_name() -> None:
     """Without a named root, the span that *started* first names the operation, whatever the list order."""
     root = record("job", 0x1, None, 0, 100)

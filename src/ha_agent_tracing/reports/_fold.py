@@ -52,12 +52,34 @@ _start = attrgetter("start_ns")
 _duration = attrgetter("duration_ns")
 
 
+_METADATA_KEYS: dict[str, bool] = {}
+"""Whether an attribute key is metadata, per key seen: the same few dozen keys recur in every report."""
+
+
+def _is_metadata(key: str) -> bool:
+    kept = not key.startswith(RESERVED_PREFIX) and key not in NOT_METADATA
+    if len(_METADATA_KEYS) < 4096:  # bounded, against keys made per request
+        _METADATA_KEYS[key] = kept
+    return kept
+
+
 def _metadata(attributes: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        key: list(value) if type(value) is tuple else value
-        for key, value in attributes.items()
-        if not key.startswith(RESERVED_PREFIX) and key not in NOT_METADATA
-    }
+    known = _METADATA_KEYS
+    metadata: dict[str, Any] = {}
+    for key, value in attributes.items():
+        kept = known.get(key)
+        if kept is None:
+            kept = _is_metadata(key)
+        if kept:
+            metadata[key] = list(value) if type(value) is tuple else value
+    return metadata
+
+
+def _hex16(span_id: int, cache: dict[int, str]) -> str:
+    text = cache.get(span_id)
+    if text is None:
+        text = cache[span_id] = f"{span_id:016x}"
+    return text
 
 
 def operation_name(root: SpanRecord, spans: Sequence[SpanRecord]) -> str:
@@ -93,15 +115,27 @@ def fold_metric(
     nearest enclosing metric through spans that are not metrics (without it, only
     the direct parent is looked at).
     """
+    return _fold_metric(span, root_start, names, parents, {})
+
+
+def _fold_metric(
+    span: SpanRecord,
+    root_start: int,
+    names: Mapping[int, str],
+    parents: Mapping[int, int | None] | None,
+    hexes: dict[int, str],
+) -> ReportMetric:
+    """:func:`fold_metric`, with the hex text of span ids shared across one report (most share a parent)."""
     parent_id = span.parent_id
+    start = span.start_ns
     metric: ReportMetric = {
         "name": span.name,
-        "duration": span.duration_ns / _NS_PER_MS,
+        "duration": max(span.end_ns - start, 0) / _NS_PER_MS,
         "metadata": _metadata(span.attributes),
-        "start_offset": (span.start_ns - root_start) / _NS_PER_MS,
+        "start_offset": (start - root_start) / _NS_PER_MS,
         "parent": _enclosing_metric(parent_id, names, parents) if parent_id is not None else None,
-        "parent_span_id": f"{parent_id:016x}" if parent_id is not None else None,
-        "span_id": f"{span.span_id:016x}",
+        "parent_span_id": _hex16(parent_id, hexes) if parent_id is not None else None,
+        "span_id": _hex16(span.span_id, hexes),
         "status": "error" if span.failed else "ok",
         "source": span.source,
     }
@@ -142,13 +176,14 @@ def fold(root: SpanRecord, spans: Sequence[SpanRecord], *, truncated_spans: int 
     names = {s.span_id: s.name for s in tracked}
     # Spans that are not metrics (HTTP client spans, other libraries'), to look through.
     parents = {s.span_id: s.parent_id for s in spans if not s.is_metric and s.span_id != root_id}
+    hexes = {root_id: f"{root_id:016x}"}
     report: Report = {
         "operation": operation_name(root, spans),
         "total_duration": root.duration_ns / _NS_PER_MS,
         "timestamp": root_start / 1e9,
-        "metrics": [fold_metric(span, root_start, names, parents) for span in tracked],
+        "metrics": [_fold_metric(span, root_start, names, parents, hexes) for span in tracked],
         "trace_id": f"{root.trace_id:032x}",
-        "span_id": f"{root_id:016x}",
+        "span_id": hexes[root_id],
         "root_span": root.name,
         "status": "error" if root.failed else "ok",
         "sampled": root.sampled,
