@@ -134,6 +134,15 @@ def test_tool_definitions_and_tool_span_attributes() -> None:
 def test_server_attributes(url: str | None, expected: dict[str, Any]) -> None:
     """server.address and server.port, the port from the scheme when the URL has none."""
     assert server_attributes(url) == expected
+    assert server_attributes(url) == expected  # parsed once, the same answer again
+
+
+def test_server_attributes_are_a_new_dict_every_call() -> None:
+    """The parsed URL is remembered, but a caller changing its dict changes no later answer."""
+    first = server_attributes("http://127.0.0.1:9/v1")
+    first["server.port"] = 1
+    assert server_attributes("http://127.0.0.1:9/v1") == {"server.address": "127.0.0.1", "server.port": 9}
+    assert server_attributes("http://localhost/v1") == {"server.address": "localhost", "server.port": 80}
 
 
 @pytest.mark.parametrize(

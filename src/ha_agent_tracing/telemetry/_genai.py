@@ -30,6 +30,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -231,19 +232,24 @@ def tool_attributes(name: str, call_id: str | None, tools: Iterable[Any] = ()) -
 
 def server_attributes(base_url: Any) -> dict[str, AttributeValue]:
     """``server.address`` and ``server.port`` of the API a client calls (port from the scheme if unsaid)."""
+    return dict(_server_attributes(str(base_url)))
+
+
+@lru_cache(maxsize=64)
+def _server_attributes(url: str) -> tuple[tuple[str, AttributeValue], ...]:
+    """The attributes of one base URL, parsed once: a client calls the same few URLs on every request."""
     try:
-        parts = urlsplit(str(base_url))
+        parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        return {}
+        return ()
     if not parts.hostname:
-        return {}
+        return ()
     if port is None:
         port = {"https": 443, "http": 80}.get(parts.scheme)
-    attributes: dict[str, AttributeValue] = {"server.address": parts.hostname}
-    if port is not None:
-        attributes["server.port"] = port
-    return attributes
+    if port is None:
+        return (("server.address", parts.hostname),)
+    return (("server.address", parts.hostname), ("server.port", port))
 
 
 def record_content(span: Span, mode: CaptureMode, content: Mapping[str, Any]) -> None:
