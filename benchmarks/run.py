@@ -34,9 +34,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import tracemalloc
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider 
 
 from ha_agent_tracing import PerformanceTracker, ReportProcessor, ReportStore  # noqa: E402
 from ha_agent_tracing.analysis import percentiles  # noqa: E402
-from ha_agent_tracing.telemetry._sdk_compat import attribute_dict, span_fields  # noqa: E402
+from ha_agent_tracing.telemetry._sdk_compat import attribute_dict, span_fields, span_parent  # noqa: E402
 
 METRICS_PER_REQUEST = 10
 ATTRIBUTES = {
@@ -120,6 +121,43 @@ class _KeepOnly(SpanProcessor):
         self.kept.append((name, context[1], parent, start, end, attribute_dict(attributes)))
 
 
+class _GroupOnly(SpanProcessor):
+    """The least a processor that makes reports must do: group each request's records, keep the last 100.
+
+    A local root opens its request under a lock; every other span appends a
+    compact tuple to its request's list; the root's end moves the request into
+    a bounded map of finished ones. No counters, no eviction of unfinished
+    requests, no cap, no late spans, no store, no listeners.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[int, list[Any]] = {}
+        self.finished: OrderedDict[int, list[Any]] = OrderedDict()
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        parent = span_parent(span)
+        if parent is None or parent.is_remote:
+            with self._lock:
+                self._running[span.get_span_context().trace_id] = []
+
+    def on_end(self, span: ReadableSpan) -> None:
+        name, context, parent, start, end, _, status, attributes, _ = span_fields(span)
+        parent_id = parent[1] if parent is not None else None
+        record = (name, context[1], parent_id, start, end, attribute_dict(attributes), status.status_code)
+        if parent is None or parent.is_remote:
+            with self._lock:
+                records = self._running.pop(context[0], [])
+                records.append(record)
+                self.finished[context[0]] = records
+                if len(self.finished) > 100:
+                    self.finished.popitem(last=False)
+            return
+        records = self._running.get(context[0])
+        if records is not None:
+            records.append(record)
+
+
 def _tracker(processor: bool | SpanProcessor) -> PerformanceTracker:
     provider = TracerProvider(shutdown_on_exit=False)
     store = ReportStore()
@@ -146,6 +184,7 @@ def bench_tracker(rounds: int, repeat: int) -> dict[str, Any]:
             "tracker": lambda: _cpu(_tracked_request(_tracker(True)), repeat),
             "tracker_no_processor": lambda: _cpu(_tracked_request(_tracker(False)), repeat),
             "tracker_keep_only": lambda: _cpu(_tracked_request(_tracker(_KeepOnly())), repeat),
+            "tracker_group_only": lambda: _cpu(_tracked_request(_tracker(_GroupOnly())), repeat),
         },
         rounds,
     )
@@ -160,6 +199,7 @@ def bench_tracker(rounds: int, repeat: int) -> dict[str, Any]:
         "tracker_ratio": spread(_ratios(samples["tracker"], samples["bare"])),
         "no_processor_ratio": spread(_ratios(samples["tracker_no_processor"], samples["bare"])),
         "keep_only_ratio": spread(_ratios(samples["tracker_keep_only"], samples["bare"])),
+        "group_only_ratio": spread(_ratios(samples["tracker_group_only"], samples["bare"])),
         "processor_us_per_span": spread(processor_us),
     }
 
@@ -522,6 +562,12 @@ def table(results: dict[str, Any]) -> str:
         ("… the tracker without a processor vs bare", _fmt(tracker["no_processor_ratio"], unit="×"), "", ""),
         ("… the tracker with a processor that only keeps each span's ids, times and attributes vs bare",
          _fmt(tracker["keep_only_ratio"], unit="×"), "", ""),
+        *(
+            [("… the tracker with a processor that only groups each request's spans and keeps the last "
+              "100 requests (no counters, eviction, cap, late spans or store) vs bare",
+              _fmt(tracker["group_only_ratio"], unit="×"), "", "")]
+            if "group_only_ratio" in tracker else []
+        ),
         ("retained memory per finished span (report not read)",
          f"{memory['bytes_per_span_unread']:.0f} B", "≤ 600 B",
          _verdict("bytes_per_span_unread", memory["bytes_per_span_unread"])),

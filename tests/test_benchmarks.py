@@ -27,6 +27,7 @@ def test_quick_benchmark_writes_every_ratio(tmp_path: Path) -> None:
         ("tracker", "processor_us_per_span"),
         ("tracker", "no_processor_ratio"),
         ("tracker", "keep_only_ratio"),
+        ("tracker", "group_only_ratio"),
         ("reads", "repeated_read_ms"),
         ("service", "metrics_only_over_disabled_p50"),
         ("service", "metrics_only_over_disabled_cpu"),
@@ -40,7 +41,7 @@ def test_quick_benchmark_writes_every_ratio(tmp_path: Path) -> None:
         # Per-round figures with their spread, never one pooled number.
         assert figure["p25"] <= figure["median"] <= figure["p75"], (section, key)
         assert math.isfinite(figure["median"]), (section, key)
-    for name in ("bare", "tracker", "tracker_no_processor", "tracker_keep_only"):
+    for name in ("bare", "tracker", "tracker_no_processor", "tracker_keep_only", "tracker_group_only"):
         assert figures["tracker"]["us_per_span"][name]["median"] > 0, name
     assert figures["tracker"]["tracker_ratio"]["n"] == 3
     assert 0 < figures["memory"]["bytes_per_span_unread"] < figures["memory"]["bytes_per_span_read"]
