@@ -69,8 +69,11 @@ class Metric:
             raise RuntimeError(f"metric {self.name!r} was already entered; call tracker.track() again")
         tracker = self._tracker
         tracer = tracker._tracer or tracker.tracer
-        self._span = span = tracer.start_span(self.name, attributes=self._attributes)
-        self._token = context_api.attach(trace.set_span_in_context(span))
+        # The current context read once, for the span's parent and for the context made
+        # current with it (each step would otherwise read it again).
+        current = context_api.get_current()
+        self._span = span = tracer.start_span(self.name, current, attributes=self._attributes)
+        self._token = context_api.attach(trace.set_span_in_context(span, current))
         return self
 
     def __exit__(
