@@ -24,7 +24,7 @@ from ha_agent_tracing import (
     ReportStore,
 )
 from ha_agent_tracing.reports import ReportEntry, SpanRecord, _fold
-from ha_agent_tracing.reports._entries import TraceRecords
+from ha_agent_tracing.reports._entries import RequestRecords
 from ha_agent_tracing.reports._processor import _IS_REMOTE, _SPAN_ID, _TRACE_ID
 
 from .conftest import Tracing, make_tracing
@@ -281,7 +281,7 @@ def test_the_processor_never_raises_into_the_application(lib_logs: pytest.LogCap
     """A failing store is logged once and counted; the traced code runs on."""
 
     class BrokenStore(ReportStore):
-        def put(self, report: object, version: int = 0) -> bool:
+        def insert(self, entry: ReportEntry) -> tuple[bool, list[ReportEntry]]:
             raise OSError("disk on fire")
 
     provider = TracerProvider(shutdown_on_exit=False)
@@ -471,7 +471,7 @@ def _records(*names: str) -> tuple[SpanRecord, list[SpanRecord]]:
 def test_a_pending_report_is_folded_on_first_read_and_again_only_when_spans_arrive() -> None:
     """Reads share one fold until a late span joins; the next read includes it."""
     root, (a, b, late) = _records("a", "b", "late")
-    trace_records = TraceRecords(root.trace_id, root.span_id, 0.0, True)
+    trace_records = RequestRecords(root.trace_id, root.span_id, 0.0, True)
     trace_records.records += [a, b]
     errors: list[Exception] = []
     entry = ReportEntry(root=root, trace=trace_records, on_error=errors.append)
@@ -500,9 +500,9 @@ def test_a_report_that_cannot_be_folded_is_left_out_and_counted() -> None:
     bad_root.trace_id = bad.trace_id = 0xCD
     bad.attributes = _Unreadable()
     errors: list[Exception] = []
-    good_trace = TraceRecords(good_root.trace_id, good_root.span_id, 0.0, True)
+    good_trace = RequestRecords(good_root.trace_id, good_root.span_id, 0.0, True)
     good_trace.records += good_children
-    bad_trace = TraceRecords(bad_root.trace_id, bad_root.span_id, 0.0, True)
+    bad_trace = RequestRecords(bad_root.trace_id, bad_root.span_id, 0.0, True)
     bad_trace.records.append(bad)
     store = ReportStore()
     store.put(ReportEntry(root=bad_root, trace=bad_trace, on_error=errors.append))

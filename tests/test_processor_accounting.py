@@ -274,7 +274,7 @@ def test_a_span_appended_while_its_root_ends_is_counted_once(kind: trace.SpanKin
     other = setup.provider.get_tracer("another.library")  # not the tracker's: no metrics
     root = other.start_span("job", kind=kind)
     child = other.start_span("step", context=trace.set_span_in_context(root))
-    group = setup.processor._pending[root.get_span_context().trace_id]  # pyright: ignore[reportPrivateUsage]
+    group = setup.processor._pending[root.get_span_context().span_id]  # pyright: ignore[reportPrivateUsage]
     group.records = _RootEndsAtAppend(group.records, root, before)
     child.end()
     stats = setup.processor.stats()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
 from typing import Any
 
 from hypothesis import given, settings
@@ -24,7 +23,11 @@ T0 = 1_764_100_000 * 1_000_000_000
 
 
 class _HeldStore(ReportStore):
-    """A store whose first ``put`` waits until the test lets it go, to hold a race window open."""
+    """A store whose first report waits, once stored, before its listeners are told, until the test lets it go.
+
+    The report is in the store by then (the processor puts it under its lock), so the
+    window held open is the one between a report being stored and being announced.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -32,12 +35,12 @@ class _HeldStore(ReportStore):
         self.release = threading.Event()
         self._held = False
 
-    def put(self, report: Mapping[str, Any] | ReportEntry, version: int = 0) -> bool:  # type: ignore[override]
+    def changed(self, entry: ReportEntry) -> None:
         if not self._held:
             self._held = True
             self.entered.set()
             assert self.release.wait(10), "the test never released the store"
-        return super().put(report, version)  # pyright: ignore[reportArgumentType]
+        super().changed(entry)
 
 
 def _wired(store: ReportStore, **options: Any) -> tuple[ReportProcessor, TracerProvider, PerformanceTracker]:
@@ -53,7 +56,7 @@ def _browser(name: str, span_id: int, parent_id: int | None, start: int, end: in
 
 
 def test_browser_spans_arriving_while_their_new_report_is_being_published_join_it() -> None:
-    """A batch making a new report is being put when the next batch of its trace arrives: it joins."""
+    """A batch making a new report is being announced when the next batch of its trace arrives: it joins."""
     store = _HeldStore()
     processor = ReportProcessor(store)
     first = threading.Thread(
@@ -165,7 +168,7 @@ SERVER = trace.SpanKind.SERVER
 
 
 def test_a_span_ending_while_its_report_is_being_put_joins_it() -> None:
-    """Between the root's end and its report reaching the store, a child that ends is a late span."""
+    """Between the root's end and its report being announced, a child that ends is a late span."""
     store = _HeldStore()
     processor, _, tracker = _wired(store)
     tracer = tracker.tracer
@@ -235,8 +238,8 @@ def test_a_second_request_of_a_trace_without_a_metric_of_its_own_makes_no_report
     assert setup.processor.stats()["unreported_traces"] == 1
 
 
-def test_a_request_started_again_in_its_trace_moves_to_the_back_of_the_eviction_queue() -> None:
-    """Timeouts count from a trace's latest root, and the oldest request is the one timed out."""
+def test_each_request_times_out_from_its_own_root_even_in_a_shared_trace() -> None:
+    """Timeouts count from each request's root: a newer request of the same trace does not extend an older one's."""
     now = [0.0]
     setup = make_tracing(pending_timeout_s=10.0, clock=lambda: now[0])
     tracer = setup.tracker.tracer
@@ -247,10 +250,10 @@ def test_a_request_started_again_in_its_trace_moves_to_the_back_of_the_eviction_
     spans.append(tracer.start_span("a2", context=_remote_parent(0xA, 0x1), kind=SERVER))
     now[0] = 12.0
     spans.append(tracer.start_span("c", kind=SERVER))
-    assert setup.processor.stats()["evicted_traces"] == 1  # b's, the only one past its timeout
+    assert setup.processor.stats()["evicted_traces"] == 2  # a1's and b's, past their timeout
     for span in spans:
         span.end()
-    assert sorted(r["root_span"] for r in setup.store.reports()) == ["a1", "a2", "c"]
+    assert sorted(r["root_span"] for r in setup.store.reports()) == ["a2", "c"]
 
 
 def test_a_span_cut_after_the_report_was_read_marks_it_truncated_on_the_next_read() -> None:
@@ -317,27 +320,30 @@ def test_browser_spans_of_an_unknown_trace_report_under_their_earliest_root() ->
     )
 
 
-def test_an_evicted_request_of_a_reported_trace_leaves_its_report_a_fresh_late_span_window() -> None:
-    """Evicting a trace's second request keeps the first's report taking late spans for a full window."""
+def test_an_evicted_request_of_a_reported_trace_leaves_its_report_its_late_span_window() -> None:
+    """Evicting a trace's second request leaves the first's report taking late spans until its window ends."""
     now = [0.0]
     setup = make_tracing(max_pending_traces=1, late_span_window_s=5.0, clock=lambda: now[0])
     tracer = setup.tracker.tracer
     first = tracer.start_span("first", context=_remote_parent(0xAB, 0x1), kind=SERVER)
     step = tracer.start_span("step", context=trace.set_span_in_context(first))
+    tail = tracer.start_span("tail", context=trace.set_span_in_context(first))
     first.end()
     now[0] = 1.0
     second = tracer.start_span("second", context=_remote_parent(0xAB, 0x1), kind=SERVER)
     now[0] = 4.0
     other = tracer.start_span("other", kind=SERVER)  # pushes the trace's unfinished request out
-    now[0] = 6.0
-    step.end()
+    now[0] = 4.5
+    step.end()  # within the first's window: joins it
+    now[0] = 5.5
+    tail.end()  # past it: counted
     second.end()
     other.end()
     first_report = setup.store.get(f"{0xAB:032x}")
     assert first_report is not None
     assert [m["name"] for m in first_report["metrics"]] == ["step"]
     stats = setup.processor.stats()
-    assert (stats["evicted_traces"], stats["expired_late_spans"]) == (1, 0)
+    assert (stats["evicted_traces"], stats["late_spans"], stats["expired_late_spans"]) == (1, 1, 1)
 
 
 def test_under_threads_and_evictions_every_ended_span_is_in_a_report_or_counted() -> None:
@@ -377,7 +383,7 @@ def test_under_threads_and_evictions_every_ended_span_is_in_a_report_or_counted(
 
 
 def test_requests_sharing_one_trace_id_hold_no_more_spans_than_the_store_keeps_reports() -> None:
-    """Clients sending one fixed traceparent: the trace's records stay within max_reports x the cap."""
+    """Clients sending one fixed traceparent: only the stored requests' spans are held, none is cut."""
     store = ReportStore(max_reports=10)
     processor, _, tracker = _wired(store, max_spans_per_request=5)
     tracer = tracker.tracer
@@ -386,8 +392,8 @@ def test_requests_sharing_one_trace_id_hold_no_more_spans_than_the_store_keeps_r
             for _ in range(5):
                 tracer.start_span("step").end()
     stats = processor.stats()
-    assert stats["tracked_spans"] <= 10 * 5
-    assert stats["tracked_spans"] + stats["truncated_spans"] == 300 * 5
+    assert (stats["tracked_spans"], stats["truncated_spans"], stats["spans_not_reported"]) == (10 * 5, 0, 0)
+    assert [len(r["metrics"]) for r in store.reports()] == [5] * 10
     assert len(store) == 10
 
 

@@ -156,7 +156,7 @@ def test_under_threads_every_span_of_shared_traces_is_in_a_report_or_counted(fas
     that reached a report is one of its metrics (or its root): the reports' spans
     and the loss counters must add up to every span that ended.
     """
-    setup = make_tracing(max_pending_traces=3, max_spans_per_request=4)
+    setup = make_tracing(max_pending_traces=2, max_spans_per_request=4)
     setup.store._max = 1_000_000  # pyright: ignore[reportPrivateUsage] - keep every report to count it
     tracer = setup.tracker.tracer
     plain = setup.provider.get_tracer("another.library")
@@ -220,9 +220,8 @@ class _RootEndsDuringAppend(list[Any]):
 def test_a_span_appended_as_its_request_is_found_to_make_no_report_is_counted(path: str) -> None:
     """Two requests of a trace; the one making no report ends while its span is being appended.
 
-    Unlocked: the trace has lost no request yet, so the span is appended without the lock
-    and settled after the append. Locked: the trace already lost one (every span then
-    takes the lock), and the root's end waits for the append.
+    A trace with several requests here takes the lock for each span, so the root's end
+    waits for the append, whether the trace already lost a request ("locked") or not.
     """
     setup = make_tracing()
     tracer = setup.tracker.tracer
@@ -234,7 +233,7 @@ def test_a_span_appended_as_its_request_is_found_to_make_no_report_is_counted(pa
         lost_before = 1
     job = other.start_span("job", context=_remote_parent(0xAB))
     step = other.start_span("step", context=_under(job))
-    group = setup.processor._pending[0xAB]  # pyright: ignore[reportPrivateUsage]
+    group = setup.processor._pending[job.get_span_context().span_id]  # pyright: ignore[reportPrivateUsage]
     records = group.records = _RootEndsDuringAppend(group.records, job)
     step.end()
     assert records.ender is not None
@@ -251,25 +250,24 @@ def test_a_span_appended_as_its_request_is_found_to_make_no_report_is_counted(pa
 
 
 def test_spans_under_a_span_cut_by_the_cap_stay_in_their_request_s_report() -> None:
-    """Two requests of a trace at their shared cap: a cut span's child still folds into its own report."""
-    setup = make_tracing(max_spans_per_request=2)
+    """Two requests of a trace, each at its own cap: a cut span's child still folds into its own report."""
+    setup = make_tracing(max_spans_per_request=1)
     tracer = setup.tracker.tracer
     first = tracer.start_span("first", context=_remote_parent(0xAB), kind=SERVER)
-    for name in ("a", "b"):
-        tracer.start_span(name, context=_under(first)).end()
-    second = tracer.start_span("second", context=_remote_parent(0xAB), kind=SERVER)  # the cap is now 4
+    second = tracer.start_span("second", context=_remote_parent(0xAB), kind=SERVER)
+    tracer.start_span("a", context=_under(first)).end()  # the first's one record
     outer = tracer.start_span("outer", context=_under(second))
-    tracer.start_span("inner", context=_under(outer)).end()
-    tracer.start_span("c", context=_under(first)).end()  # the fourth record: the trace is at its cap
+    tracer.start_span("inner", context=_under(outer)).end()  # the second's one record
+    tracer.start_span("b", context=_under(first)).end()  # cut
     outer.end()  # cut
     first.end()
     second.end()
     reports = {r["root_span"]: r for r in setup.store.reports()}
-    assert [m["name"] for m in reports["first"]["metrics"]] == ["a", "b", "c"]
+    assert [m["name"] for m in reports["first"]["metrics"]] == ["a"]
     assert [m["name"] for m in reports["second"]["metrics"]] == ["inner"]
-    assert reports["second"]["truncated"] is True
+    assert reports["first"]["truncated"] is True and reports["second"]["truncated"] is True
     stats = setup.processor.stats()
-    assert (stats["truncated_spans"], stats["spans_not_reported"]) == (1, 1)  # outer
+    assert (stats["truncated_spans"], stats["spans_not_reported"]) == (2, 2)  # b and outer
 
 
 def test_spans_under_a_cut_span_of_a_lost_request_are_counted_lost() -> None:
@@ -290,3 +288,179 @@ def test_spans_under_a_cut_span_of_a_lost_request_are_counted_lost() -> None:
     stats = setup.processor.stats()
     assert (stats["truncated_spans"], stats["unreported_spans"], stats["spans_not_reported"]) == (1, 2, 3)
     assert stats["tracked_spans"] == 1  # step
+
+
+def _shared_trace_setup(max_reports: int, **options: Any) -> Any:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from ha_agent_tracing import PerformanceTracker, ReportProcessor, ReportStore
+
+    provider = TracerProvider(shutdown_on_exit=False)
+    store = ReportStore(max_reports=max_reports)
+    processor = ReportProcessor(store, **options)
+    provider.add_span_processor(processor)
+    return store, processor, PerformanceTracker(provider, store).tracer
+
+
+def test_a_fixed_traceparent_keeps_only_the_records_of_stored_reports() -> None:
+    """A client sending one traceparent for every request, one after another, for a long time.
+
+    Each request's report keeps its own spans, none is cut by the per-request cap,
+    and what is held stays bounded by the reports the store keeps.
+    """
+    store, processor, tracer = _shared_trace_setup(2, max_spans_per_request=5)
+    for i in range(50):
+        root = tracer.start_span(f"request {i}", context=_remote_parent(0xAB), kind=SERVER)
+        for name in ("a", "b", "c"):
+            tracer.start_span(name, context=_under(root)).end()
+        root.end()
+    reports = store.reports()
+    assert [r["root_span"] for r in reports] == ["request 48", "request 49"]
+    assert [[m["name"] for m in r["metrics"]] for r in reports] == [["a", "b", "c"], ["a", "b", "c"]]
+    assert not any(r["truncated"] for r in reports)
+    stats = processor.stats()
+    assert (stats["reports"], stats["truncated_spans"], stats["spans_not_reported"]) == (50, 0, 0)
+    assert stats["tracked_spans"] == 6  # the two stored reports' metrics, nothing of the 48 before
+
+
+@pytest.mark.parametrize("parent", ["root", "ended_step"])
+def test_a_late_span_of_a_request_ending_while_a_newer_request_of_its_trace_runs(parent: str) -> None:
+    """The earlier request's report takes the late span, and its listeners hear of it; the newer one does not."""
+    setup = make_tracing()
+    heard: list[tuple[str, list[str]]] = []
+
+    def listener(entry: Any) -> None:
+        heard.append((entry.key[1], [m["name"] for m in entry.report()["metrics"]]))
+
+    setup.store.add_listener(listener)
+    tracer = setup.tracker.tracer
+    first = tracer.start_span("first", context=_remote_parent(0xAB), kind=SERVER)
+    step = tracer.start_span("step", context=_under(first))
+    background = tracer.start_span("background", context=_under(step if parent == "ended_step" else first))
+    step.end()
+    first.end()
+    second = tracer.start_span("second", context=_remote_parent(0xAB), kind=SERVER)
+    tracer.start_span("answer", context=_under(second)).end()
+    background.end()  # late, while the second request runs
+    second.end()
+    reports = {r["root_span"]: [m["name"] for m in r["metrics"]] for r in setup.store.reports()}
+    assert reports == {"first": ["step", "background"], "second": ["answer"]}
+    first_key = f"{first.get_span_context().span_id:016x}"
+    assert heard[-2] == (first_key, ["step", "background"])  # told before the second report was put
+    stats = setup.processor.stats()
+    assert (stats["late_spans"], stats["spans_not_reported"]) == (1, 0)
+
+
+def test_a_late_span_of_an_earlier_request_after_its_window_is_counted_expired() -> None:
+    """Past the late-span window, an earlier request's span is counted, not folded into the newer request."""
+    now = [0.0]
+    setup = make_tracing(clock=lambda: now[0], late_span_window_s=10.0)
+    tracer = setup.tracker.tracer
+    first = tracer.start_span("first", context=_remote_parent(0xAB), kind=SERVER)
+    background = tracer.start_span("background", context=_under(first))
+    first.end()
+    now[0] = 11.0
+    second = tracer.start_span("second", context=_remote_parent(0xAB), kind=SERVER)
+    background.end()
+    second.end()
+    reports = {r["root_span"]: [m["name"] for m in r["metrics"]] for r in setup.store.reports()}
+    assert reports == {"first": [], "second": []}
+    stats = setup.processor.stats()
+    assert (stats["expired_late_spans"], stats["late_spans"], stats["spans_not_reported"]) == (1, 0, 1)
+
+
+def test_a_late_span_of_a_request_whose_report_left_the_store_joins_no_other_request() -> None:
+    """The trace's first report is pushed out of the store: its late span is counted, not given to the second."""
+    store, processor, tracer = _shared_trace_setup(2)
+    first = tracer.start_span("first", context=_remote_parent(0xAB), kind=SERVER)
+    background = tracer.start_span("background", context=_under(first))
+    first.end()
+    second = tracer.start_span("second", context=_remote_parent(0xAB), kind=SERVER)
+    tracer.start_span("step", context=_under(second)).end()
+    second.end()
+    tracer.start_span("other", kind=SERVER).end()  # pushes the first report out of the store
+    background.end()
+    reports = {r["root_span"]: [m["name"] for m in r["metrics"]] for r in store.reports()}
+    assert reports == {"second": ["step"], "other": []}
+    stats = processor.stats()
+    assert (stats["orphan_spans"], stats["late_spans"], stats["spans_not_reported"]) == (1, 0, 1)
+
+
+@pytest.mark.parametrize("cause", ["unreported", "evicted"])
+def test_deeper_spans_of_a_dropped_request_are_counted_under_its_cause(cause: str) -> None:
+    """A trace's second request is dropped with a span two levels down still running: counted, never folded."""
+    setup = make_tracing(max_pending_traces=1)
+    tracer = setup.tracker.tracer
+    source = tracer if cause == "evicted" else setup.provider.get_tracer("another.library")
+    first = tracer.start_span("first", context=_remote_parent(0xAB), kind=SERVER)
+    tracer.start_span("step", context=_under(first)).end()
+    first.end()
+    kind = SERVER if cause == "evicted" else trace.SpanKind.INTERNAL
+    second = source.start_span("second", context=_remote_parent(0xAB), kind=kind)
+    job = source.start_span("job", context=_under(second))
+    sub = source.start_span("sub", context=_under(job))
+    if cause == "unreported":
+        second.end()  # makes no report
+    else:
+        tracer.start_span("elsewhere", kind=SERVER).end()  # pushes the second request out
+    sub.end()
+    job.end()
+    if cause == "evicted":
+        second.end()
+    reports = {r["root_span"]: [m["name"] for m in r["metrics"]] for r in setup.store.reports()}
+    assert reports["first"] == ["step"]
+    stats = setup.processor.stats()
+    assert (stats[f"{cause}_spans"], stats["late_spans"], stats["spans_not_reported"]) == (3, 0, 3)
+
+
+def test_nested_late_spans_of_a_request_join_it_when_its_trace_has_several_reports() -> None:
+    """A background task of the trace's second request spawns a child after the root ended: both join it."""
+    setup = make_tracing()
+    tracer = setup.tracker.tracer
+    tracer.start_span("first", context=_remote_parent(0xAB), kind=SERVER).end()
+    second = tracer.start_span("second", context=_remote_parent(0xAB), kind=SERVER)
+    background = tracer.start_span("background", context=_under(second))
+    second.end()
+    child = tracer.start_span("child", context=_under(background))  # started after the root ended
+    child.end()
+    background.end()
+    reports = {r["root_span"]: [m["name"] for m in r["metrics"]] for r in setup.store.reports()}
+    assert reports == {"first": [], "second": ["background", "child"]}
+    stats = setup.processor.stats()
+    assert (stats["late_spans"], stats["spans_not_reported"]) == (2, 0)
+
+
+def test_a_browser_record_that_no_request_has_room_for_is_counted_once() -> None:
+    """Browser records join every request of their trace; one cut by every request's cap is one truncated span."""
+    setup = make_tracing(max_spans_per_request=1)
+    tracer = setup.tracker.tracer
+    for name in ("first", "second"):
+        root = tracer.start_span(name, context=_remote_parent(0xAB), kind=SERVER)
+        tracer.start_span(f"step of {name}", context=_under(root)).end()
+        root.end()
+    start = 1_764_100_000 * 1_000_000_000
+    fetch = SpanRecord("fetch", 0xAB, 0x99, None, start, start + 1, {}, True, source="browser")
+    assert setup.processor.add_records([fetch]) == 0
+    stats = setup.processor.stats()
+    assert (stats["truncated_spans"], stats["spans_not_reported"]) == (1, 1)
+
+
+def test_overlapping_requests_of_a_fixed_traceparent_stay_bounded() -> None:
+    """Each request starts before the previous one ends, on one traceparent, for a long time."""
+    store, processor, tracer = _shared_trace_setup(10, max_spans_per_request=3)
+    previous = None
+    for i in range(2_000):
+        root = tracer.start_span(f"request {i}", context=_remote_parent(0xAB), kind=SERVER)
+        step = tracer.start_span("a", context=_under(root))
+        tracer.start_span("b", context=_under(step)).end()
+        step.end()
+        if previous is not None:
+            previous.end()
+        previous = root
+    assert previous is not None
+    previous.end()
+    reports = store.reports()
+    assert [r["root_span"] for r in reports] == [f"request {i}" for i in range(1_990, 2_000)]
+    assert all([m["name"] for m in r["metrics"]] == ["a", "b"] and not r["truncated"] for r in reports)
+    stats = processor.stats()
+    assert (stats["pending_traces"], stats["tracked_spans"], stats["spans_not_reported"]) == (0, 20, 0)

@@ -1,86 +1,85 @@
 """The span processor that turns each finished request into a report.
 
-Spans are grouped by trace under their *local root*: a span with no parent,
-or whose parent came from another process (a remote parent, as in a server
-span). Requests interleaved across threads and asyncio tasks never mix,
-because each has its own trace; two requests of one trace that both run here
-(two server spans under one remote parent) share their trace's records, and
-each report takes the subtree under its own root.
+A *request* is the subtree of spans under a *local root*: a span with no
+parent, or whose parent came from another process (a remote parent, as in a
+server span). Each request keeps its own records and makes its own report.
+Requests interleaved across threads and asyncio tasks never mix, because
+each has its own trace, or, when several requests share one trace here (a
+client sending one fixed ``traceparent``, two local roots under one remote
+parent), because each knows its spans: a request whose root starts while
+another request of its trace is held here (running, reported and stored, or
+dropped a moment ago) notes the id of every span started under it, so that
+each span of the trace is told to be its own or another's.
 
 The work per span is the least that keeps every span accounted for:
 
-- ``on_start`` registers local roots only (one per request). For any other
-  span it reads the parent and returns, except that a tracked metric under a
-  root that is neither a server span nor a metric marks its request as worth
-  a report.
+- ``on_start`` registers local roots (one per request). For any other span it
+  looks up its trace's running request and returns, except that a tracked
+  metric under a root that is neither a server span nor a metric marks its
+  request as worth a report, and a span of a trace shared here is noted in
+  its request's ``members``.
 - ``on_end`` reduces the finished span to a compact
   :class:`~ha_agent_tracing.reports.SpanRecord` (name, ids, times, the SDK's
-  own attribute dict, status) and appends it to its trace's records, without
-  the lock while the request runs (a span that races its root's end is
-  settled under the lock); the SDK's span object is not kept.
+  own attribute dict, status) and appends it to its request's records,
+  without the lock while the request runs and is its trace's only one here;
+  the SDK's span object is not kept.
 
 A request becomes a report when its root is a server span or it holds a
 tracked metric; a bare outgoing HTTP call made outside any request makes no
 report (``unreported_traces``). When the root ends, a
 :class:`~ha_agent_tracing.reports.ReportEntry` is put into the
-:class:`~ha_agent_tracing.ReportStore`; it is folded the first time somebody
-reads it. Spans that end (or even start) after their root, up to
-``late_span_window_s`` later, still join it (FastAPI runs background tasks
-after the server span has ended) and the next read folds them in. The store
-is the only structure that holds finished requests: a request whose report
-left the store takes no late spans.
+:class:`~ha_agent_tracing.ReportStore`, under the processor's lock, so that a
+finished request is always found in one place or the other; it is folded the
+first time somebody reads it. Spans that end (or even start) after their
+root, up to ``late_span_window_s`` later, still join it (FastAPI runs
+background tasks after the server span has ended), listeners hear of it, and
+the next read folds them in. A request whose report left the store takes no
+late spans: they are counted as ``orphan_spans``.
 
 Memory stays bounded: at most ``max_pending_traces`` unfinished requests are
 held, each evicted after ``pending_timeout_s``; a request keeps at most
-``max_spans_per_request`` spans (the report says ``truncated``); the store
-keeps ``max_reports`` reports. Every span that does not reach a report is
-counted in :meth:`ReportProcessor.stats` (``spans_not_reported`` and its parts).
-
-Several requests of one trace here share its records. Once one of them is
-lost while the trace lives on for the others (evicted while another request
-of the trace is reported, or ending without a report while another is
-running or reported), the trace remembers the lost requests' span ids with
-the cause: the spans of their subtrees already held are counted at once
-(found through an index of the records by parent, built then), and every
-later span of the trace takes the lock and is counted if its parent is lost
-(with its held descendants). A trace dropped whole leaves the same memory
-behind, if its root had a remote parent, for a newer request of that trace
-to inherit, so that the dropped request's stragglers are counted rather
-than folded into the newer report.
+``max_spans_per_request`` spans (the report says ``truncated``), and notes at
+most four times as many span ids (past that, a span of its trace that no
+request noted is taken for it while it runs); the store keeps ``max_reports`` reports. Every
+span that does not reach a report is counted in :meth:`ReportProcessor.stats`
+(``spans_not_reported`` and its parts). A dropped request (evicted, or making
+no report) of a trace that others may share is remembered for a while (as
+many traces as ``max_pending_traces`` plus ``max_reports``, 16 requests of
+each), without its records, so that its stragglers are counted under its cause
+rather than taken for another request's.
 
 Following the SDK's processor contract, ``on_start`` and ``on_end`` run on the
-caller's thread: they hold the lock only to update the trace's bookkeeping, call
-the store, its listeners and the logger outside it, and never raise into the
+caller's thread: they hold the lock only to update the bookkeeping, call the
+store's listeners and the logger outside it, and never raise into the
 application.
 
-The unlocked append. A span of a request that is still running (the common
-case: every span but the roots) is appended to its trace's ``records``
-without the lock. Everything else that touches a trace's records holds the
-lock, and only two of those steps can race the append:
+The unlocked append. A span of a running request that is its trace's only
+one here (the common case: every span but the roots) is appended to the
+request's ``records`` without the lock. Everything else that touches a
+request's records holds the lock, and only two of those steps can race the
+append:
 
-- the end of the trace's last running root, or the eviction of its request
-  (``open`` falls to 0, the request is published or dropped);
+- the end of the request's root, or its eviction (``open`` turns false, the
+  request is published or dropped; a request is never reopened);
 - the per-request cap, checked before the append.
 
-Each time ``open`` falls to 0 the lock holder also sets ``settled =
+When ``open`` turns false the lock holder also sets ``settled =
 len(records)``: the records that close accounted for. The appender checks
 ``open`` and the cap, appends (``list.append`` is atomic), and reads ``open``
 again:
 
-- still non-zero: no close can have missed the record. Either no close
-  happened since the check (the append is what the locked path would have
-  done), or the trace closed and a new request of it reopened it before the
-  append; then the record sits in a running request's records, again as the
-  locked path would have put it, and the next close accounts for it.
-- zero: the close may have missed the record, so ``_settle`` decides under the
-  lock. A record at an index below ``settled`` was seen by the close (folded
-  into the report, or counted with its request); one past it is a late span of
-  a published report (counted, listeners told) or a span of a request dropped
-  meanwhile (counted as ``unreported_spans`` or ``evicted_spans``, like the
-  request's other spans). If the trace has been reopened by then, the record is
-  in a running request's records, as above.
+- still true: no close happened since the check, and the append is what the
+  locked path would have done.
+- false: the close may have missed the record, so ``_settle`` decides under
+  the lock. A record at an index below ``settled`` was seen by the close
+  (folded into the report, or counted with its request); one past it is a
+  late span of a published report (counted, listeners told) or a span of a
+  request dropped meanwhile (counted as ``unreported_spans`` or
+  ``evicted_spans``, like the request's other spans).
 
-Two appenders passing the cap check at once may keep one record each over the
+Which request is a trace's "only one" is read from an immutable tuple that
+the lock holder replaces, so the appender never sees it half changed. Two
+appenders passing the cap check at once may keep one record each over the
 cap: the cap bounds memory to within the number of threads appending at that
 instant.
 """
@@ -99,7 +98,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
 
 from ha_agent_tracing._internal import InternalErrors, RateLimitedWarning
-from ha_agent_tracing.reports._entries import DROPPED, OPEN, PUBLISHED, ReportEntry, TraceRecords
+from ha_agent_tracing.reports._entries import DROPPED, OPEN, PUBLISHED, ReportEntry, RequestRecords
 from ha_agent_tracing.reports._fold import deployment_attributes
 from ha_agent_tracing.reports._records import SpanRecord
 from ha_agent_tracing.reports._store import ReportStore
@@ -127,6 +126,9 @@ _ERROR = StatusCode.ERROR
 _INTERNAL = SpanKind.INTERNAL
 
 _LOST = ("orphan_spans", "evicted_spans", "unreported_spans", "truncated_spans", "expired_late_spans")
+
+_DROPPED_PER_TRACE = 16
+"""Dropped requests remembered per trace (their stragglers are counted under their cause)."""
 
 
 def is_tracked_metric(span: ReadableSpan) -> bool:
@@ -177,20 +179,22 @@ class ReportProcessor(SpanProcessor):
         self._timeout = pending_timeout_s
         self._window = late_span_window_s
         self._cap = max_spans_per_request
-        self._max_reports = self.store.max_reports
         self._is_metric = is_metric
         self._default_metric = is_metric is is_tracked_metric
         self._deployment_of: tuple[object, Mapping[str, Any]] | None = None
         self._metric_scope: object = None  # the tracker's instrumentation scope, once seen
         self._clock = clock
         self._lock = threading.Lock()
-        # Unfinished requests by trace id, oldest first; finished ones live in the store.
-        self._pending: OrderedDict[int, TraceRecords] = OrderedDict()
-        # Requests dropped from traces that later requests may share (a remote parent): the
-        # span ids of their roots and lost spans to the counter of their cause, so that a
-        # span of theirs ending once a new request of the trace is here is counted, not
-        # taken for the new request's. As many traces as the pending requests, newest last.
-        self._dropped: OrderedDict[int, dict[int, str]] = OrderedDict()
+        # Unfinished requests by root span id, oldest first; finished ones live in the store.
+        self._pending: OrderedDict[int, RequestRecords] = OrderedDict()
+        # The same requests by trace id, each trace's as a tuple (replaced, never changed).
+        self._running: dict[int, tuple[RequestRecords, ...]] = {}
+        # Published requests that note their members, by trace id, while their late-span
+        # window lasts: a span starting under one of them after its root ended is noted there.
+        self._late: OrderedDict[int, list[RequestRecords]] = OrderedDict()
+        # Dropped requests of traces that later requests may share (a remote parent), by
+        # trace id, newest last: their stragglers are counted under their cause.
+        self._dropped: OrderedDict[int, list[RequestRecords]] = OrderedDict()
         self._errors = InternalErrors("report processor")
         self._eviction_warning = RateLimitedWarning()
         self._counts: dict[str, int] = dict.fromkeys(
@@ -201,20 +205,32 @@ class ReportProcessor(SpanProcessor):
     # ------------------------------------------------------------ SDK hooks
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        """Open a request for a local root; otherwise note only a metric that makes a report."""
+        """Open a request for a local root; otherwise note a shared trace's member, or a metric."""
         try:
             parent = span_parent(span)
             if parent is None or parent[_IS_REMOTE]:
                 self._start_root(span, joins=parent is not None)
                 return
-            group = self._pending.get(parent[_TRACE_ID])
-            if group is None or group.has_metric:
-                return
-            # Decided under the lock, so a root ending at this moment on another
-            # thread sees the metric (and makes the report) or the metric is late.
-            with self._lock:
-                if group.state == OPEN and self._is_metric(span):
-                    group.has_metric = True
+            running = self._running.get(parent[_TRACE_ID])
+            if running is not None and len(running) == 1:
+                request = running[0]
+                members = request.members
+                if members is None:
+                    if request.shared:
+                        self._start_member(span, parent)
+                    elif not request.has_metric:
+                        self._note_metric(request, span)
+                    return
+                if parent[_SPAN_ID] in members:
+                    self._note(request, members, span)
+                    if not request.has_metric:
+                        self._note_metric(request, span)
+                    return
+            elif running is None:
+                trace_id = parent[_TRACE_ID]
+                if trace_id not in self._late and trace_id not in self._dropped:
+                    return  # no request of its trace is running, and none of it notes late members
+            self._start_member(span, parent)
         except Exception as exc:  # noqa: BLE001 - telemetry must not break the application
             self._errors.record(exc)
 
@@ -252,13 +268,21 @@ class ReportProcessor(SpanProcessor):
                 record.extra = self._deployment(span)
                 self._close(record)
                 return
-            # A running request's span takes no lock (see the module's docstring).
-            group = self._pending.get(record.trace_id)
-            if group is not None and group.open and group.lost is None and len(group.records) < group.limit:
-                group.records.append(record)
-                if not group.open or group.lost is not None:
-                    self._settle(group, record)
-                return
+            # The running request that is its trace's only one takes it without the lock
+            # (see the module's docstring).
+            running = self._running.get(record.trace_id)
+            if running is not None and len(running) == 1:
+                request = running[0]
+                members = request.members
+                if (
+                    request.open
+                    and (record.span_id in members if members is not None else not request.shared)
+                    and len(request.records) < request.limit
+                ):
+                    request.records.append(record)
+                    if not request.open:
+                        self._settle(request, record)
+                    return
             self._add_span(record)
         except Exception as exc:  # noqa: BLE001 - telemetry must not break the application
             self._errors.record(exc)
@@ -278,9 +302,10 @@ class ReportProcessor(SpanProcessor):
         with self._lock:
             self._shut_down = True
             now = self._clock()
-            for group in self._pending.values():
-                self._evict(group, now)  # counted, as a request pushed out would be
+            for request in list(self._pending.values()):
+                self._evict(request, now)  # counted, as a request pushed out would be
             self._pending.clear()
+            self._running.clear()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Nothing is buffered for export here; reports are published as roots end."""
@@ -291,20 +316,19 @@ class ReportProcessor(SpanProcessor):
     def add_records(self, records: Iterable[SpanRecord]) -> int:
         """Join spans recorded elsewhere (the browser) to the reports of their traces.
 
-        Each record joins the request of its ``trace_id`` that this processor
+        Each record joins every request of its ``trace_id`` that this processor
         holds: one still running, or one whose report is still in the store,
         however long ago it ended (the late-span window is for this process's
         own spans). Metrics keep their ``source`` (``"browser"``) and fold in
         like any other, by start time, with a negative ``start_offset`` when
-        they started before the server's root. Several requests of one trace
-        all show the records of another source.
+        they started before the server's root.
 
         Records of a trace with no request here make a report of their own if
         one of them is a local root (``parent_id`` is ``None``, or
         ``parent_is_remote``): the earliest such root, with the rest as its
         spans. Otherwise they are counted as ``orphan_spans``. The per-request
-        cap applies (``truncated_spans``). Listeners hear of every report that
-        changed.
+        cap applies (``truncated_spans``: a record that no request kept).
+        Listeners hear of every report that changed.
 
         Returns how many records joined a report.
 
@@ -317,49 +341,88 @@ class ReportProcessor(SpanProcessor):
                 raise TypeError(f"add_records takes SpanRecord objects, not {type(record).__name__}")
             by_trace.setdefault(record.trace_id, []).append(record)
         accepted = 0
-        new: list[ReportEntry] = []
         changed: list[ReportEntry] = []
+        pushed_out: list[ReportEntry] = []
         with self._lock:
             now = self._clock()
             for trace_id, joining in by_trace.items():
-                group = self._pending.get(trace_id) or self._finished(trace_id)
-                created = group is None
-                if group is None:
+                requests = [*self._published(trace_id), *self._running.get(trace_id, ())]
+                created: RequestRecords | None = None
+                if not requests:
                     roots = [r for r in joining if r.is_local_root]
                     if not roots:
                         self._counts["orphan_spans"] += len(joining)
                         continue
                     root = min(roots, key=lambda r: r.start_ns)
-                    group = TraceRecords(trace_id, root.span_id, now, True, self._cap)
-                    group.open, group.state, group.reported = [], PUBLISHED, True
-                    group.until = now + self._window
-                    # Held among the pending ones until it is in the store, so that spans of
-                    # its trace arriving meanwhile (another batch, the server's) find it.
-                    self._pending[trace_id] = group
+                    created = RequestRecords(trace_id, root.span_id, now, True, self._cap)
+                    created.open, created.state = False, PUBLISHED
+                    created.until = now + self._window
                     joining = [r for r in joining if r is not root]
                     accepted += 1
                     self._counts["reports"] += 1
-                    new.append(ReportEntry(root=root, trace=group, on_error=self._errors.record))
+                    entry = ReportEntry(root=root, trace=created, on_error=self._errors.record)
+                    stored, out = self.store.insert(entry)
+                    pushed_out += out
+                    if stored:
+                        changed.append(entry)
+                    requests = [created]
                 for record in joining:
-                    accepted += self._append(group, record)
-                    if record.is_metric and group.state == OPEN:
-                        group.has_metric = True
-                if group.state == PUBLISHED and not created:
-                    changed += self.store.entries(trace_id)
+                    kept = False
+                    for request in requests:
+                        if len(request.records) < request.limit:
+                            request.records.append(record)
+                            kept = True
+                            if record.is_metric and request.open:
+                                request.has_metric = True
+                        else:
+                            request.cut += 1
+                    if kept:
+                        accepted += 1
+                    else:
+                        self._counts["truncated_spans"] += 1
+                for request in requests:
+                    if request.state == PUBLISHED and request is not created:
+                        changed += self._entries_of(request)
             self._counts["external_spans"] += accepted
-        for entry in new:
-            try:
-                self.store.put(entry)
-            finally:
-                self._forget_published(entry.trace)
+        del pushed_out  # freed outside the lock
         for entry in changed:
             self.store.changed(entry)
         return accepted
 
     # ------------------------------------------------------------ internals
 
+    def _note_metric(self, request: RequestRecords, span: Span) -> None:
+        """Mark a running request worth a report when a tracked metric starts under it."""
+        # Decided under the lock, so a root ending at this moment on another thread
+        # sees the metric (and makes the report) or the metric is late.
+        with self._lock:
+            if request.open and self._is_metric(span):
+                request.has_metric = True
+
+    def _start_member(self, span: Span, parent: Any) -> None:
+        """A span starting in a trace shared here: note it in the request its parent belongs to."""
+        metric = False
+        with self._lock:
+            request = self._owner(parent[_TRACE_ID], None, parent[_SPAN_ID])
+            if request is None:
+                return
+            members = request.members
+            if members is not None:
+                self._note(request, members, span)
+            metric = request.open and not request.has_metric
+        if metric:
+            self._note_metric(request, span)
+
+    @staticmethod
+    def _note(request: RequestRecords, members: set[int], span: Span) -> None:
+        """Note a span as a member of its request, within the bound (4 times the cap)."""
+        if len(members) < 4 * request.limit:
+            members.add(span.get_span_context().span_id)
+        else:
+            request.overflow = True
+
     def _start_root(self, span: Span, joins: bool) -> None:
-        """Open a request; ``joins``: its parent is remote, so its trace may already be here."""
+        """Open a request; ``joins``: its parent is remote, so its trace may be here already."""
         ctx = span.get_span_context()
         if self._shut_down:
             return
@@ -367,27 +430,15 @@ class ReportProcessor(SpanProcessor):
         trace_id, root_id = ctx[_TRACE_ID], ctx[_SPAN_ID]
         with self._lock:
             now = self._clock()
+            request = RequestRecords(trace_id, root_id, now, has_metric, self._cap, joins)
+            running = self._running.get(trace_id, ()) if joins else ()
             # A root without a parent started a new trace: nothing of it can be here yet.
-            group = self._pending.get(trace_id) if joins else None
-            if group is None and joins:
-                group = self._finished(trace_id)
-            if group is None:
-                group = TraceRecords(trace_id, root_id, now, has_metric, self._cap, joins)
-                self._pending[trace_id] = group
-                if joins and self._dropped:
-                    lost = self._dropped.pop(trace_id, None)
-                    if lost is not None:
-                        group.lost, group.children = lost, {}
-            else:
-                # Another request of a trace already here: it shares the trace's records.
-                group.open.append(root_id)
-                group.root_ids.append(root_id)
-                group.limit = self._limit(group)
-                group.state = OPEN
-                group.started = now
-                group.has_metric = group.has_metric or has_metric
-                self._pending[trace_id] = group
-                self._pending.move_to_end(trace_id)
+            if joins and (running or trace_id in self._dropped or self.store.entries(trace_id)):
+                request.members = {root_id}  # its trace is shared here: it notes its spans
+                for other in running:
+                    other.shared = True
+            self._pending[root_id] = request
+            self._running[trace_id] = (*running, request)
             evicted = self._sweep(now)
         for lost in evicted:
             self._eviction_warning.warn(
@@ -398,254 +449,196 @@ class ReportProcessor(SpanProcessor):
                 self._max_pending,
             )
 
-    def _limit(self, group: TraceRecords) -> int:
-        """The most records a trace keeps (lock held)."""
-        # Requests of one trace share its records while any of its reports is stored: no
-        # more of them than the store keeps reports count towards the trace's bound.
-        return self._cap * min(len(group.root_ids), self._max_reports)
-
-    def _append(self, group: TraceRecords, record: SpanRecord) -> int:
-        """Add a record to its trace's records, within the cap (lock held); 1 if kept."""
-        if len(group.records) >= group.limit:
-            group.cut += 1
+    def _append(self, request: RequestRecords, record: SpanRecord) -> None:
+        """Add a record to its request's records, within the cap (lock held)."""
+        if len(request.records) >= request.limit:
+            request.cut += 1
             self._counts["truncated_spans"] += 1
-            if record.parent_id is not None and group.cut <= group.limit:
-                links = group.cut_children
-                if links is None:
-                    links = group.cut_children = {}
-                links.setdefault(record.parent_id, []).append(record.span_id)
-            return 0
-        group.records.append(record)
-        if group.children is not None:
-            group.children.setdefault(record.parent_id, []).append(record)
-        return 1
+            return
+        request.records.append(record)
 
     def _add_span(self, record: SpanRecord) -> None:
-        trace_id = record.trace_id
+        """The locked path of a finished span: a trace shared here, a late span, or a capped request."""
         changed: list[ReportEntry] = []
         with self._lock:
-            group = self._pending.get(trace_id)
-            if group is not None and group.open:
-                if not self._lost_with_its_request(group, record):
-                    self._append(group, record)
-                return
-            if group is None:
-                group = self._finished(trace_id)
-            if group is None:
+            request = self._owner(record.trace_id, record.span_id, record.parent_id)
+            if request is None:
                 # Its request is not (or no longer) here: a parent from another provider,
-                # or the request was evicted, made no report, or left the store.
+                # or the request was evicted, made no report, or left the store long ago.
                 self._counts["orphan_spans"] += 1
                 return
-            if self._lost_with_its_request(group, record):
+            if request.state == OPEN:
+                self._append(request, record)
                 return
-            if self._clock() > group.until:
+            if request.state == DROPPED:
+                self._counts[request.lost_as] += 1
+                return
+            if self._clock() > request.until:
                 self._counts["expired_late_spans"] += 1
                 return
+            changed = self._entries_of(request)
+            if not changed:
+                self._counts["orphan_spans"] += 1  # its report left the store
+                return
             self._counts["late_spans"] += 1
-            self._append(group, record)
-            changed = self.store.entries(trace_id)
+            self._append(request, record)
         for entry in changed:
             self.store.changed(entry)
 
-    def _settle(self, group: TraceRecords, record: SpanRecord) -> None:
-        """Account for a record appended without the lock while its trace's last root ended."""
+    def _owner(self, trace_id: int, span_id: int | None, parent_id: int | None) -> RequestRecords | None:
+        """The request a span of the trace belongs to, found by its own or its parent's id (lock held).
+
+        The trace's running requests, then its published ones whose reports are
+        stored, then its dropped ones: the first that noted the span (or its
+        parent) as a member; else a running one that stopped noting (it started
+        more spans than it may note); else the one that notes no members (a
+        trace's requests all note theirs but the first, which started alone);
+        else ``None``.
+        """
+        unnoted: RequestRecords | None = None
+        full: RequestRecords | None = None
+        for request in self._requests_of(trace_id):
+            members = request.members
+            if members is None:
+                if unnoted is None:
+                    unnoted = request
+            elif span_id in members or parent_id in members:
+                return request
+            elif full is None and request.open and request.overflow:
+                full = request
+        return full or unnoted
+
+    def _requests_of(self, trace_id: int) -> Iterable[RequestRecords]:
+        """The trace's requests held here: running, then published (stored), then dropped (lock held)."""
+        yield from self._running.get(trace_id, ())
+        yield from reversed(self._published(trace_id))
+        yield from reversed(self._dropped.get(trace_id, ()))
+
+    def _published(self, trace_id: int) -> list[RequestRecords]:
+        """The trace's finished requests whose reports are stored, oldest first (lock held)."""
+        return [
+            entry.trace
+            for entry in self.store.entries(trace_id)
+            if entry.trace is not None and entry.trace.state == PUBLISHED
+        ]
+
+    def _entries_of(self, request: RequestRecords) -> list[ReportEntry]:
+        """The stored entries folded from ``request``: what a span joining it changes (lock held)."""
+        return [entry for entry in self.store.entries(request.trace_id) if entry.trace is request]
+
+    def _settle(self, request: RequestRecords, record: SpanRecord) -> None:
+        """Account for a record appended without the lock while its request closed."""
         changed: list[ReportEntry] = []
         with self._lock:
-            records = group.records
+            records = request.records
             index = next(i for i in range(len(records) - 1, -1, -1) if records[i] is record)
-            seen = index < group.settled  # by the close: folded, or counted with its request
-            if group.state == DROPPED:
-                if not seen:
-                    self._counts[group.lost_as] += 1
+            if index < request.settled:
+                return  # the close saw it: folded, or counted with its request
+            if request.state == DROPPED:
+                self._counts[request.lost_as] += 1
                 return
-            children = group.children
-            if children is not None and not any(r is record for r in children.get(record.parent_id, ())):
-                # Appended after the records were indexed, as the trace began to track losses.
-                children.setdefault(record.parent_id, []).append(record)
-            if self._lost_with_its_request(group, record, held=True):
-                return
-            if seen or group.state == OPEN:
-                return  # the close saw it, or a new request of the trace has it: as if locked
-            if group.state == PUBLISHED:
+            changed = self._entries_of(request)
+            if changed:
                 self._counts["late_spans"] += 1
-                changed = self.store.entries(group.trace_id)
             else:
-                self._counts[group.lost_as] += 1
+                self._counts["orphan_spans"] += 1  # its report left the store meanwhile
         for entry in changed:
             self.store.changed(entry)
 
-    def _finished(self, trace_id: int) -> TraceRecords | None:
-        """The records of a trace whose report is still in the store (lock held)."""
-        for entry in self.store.entries(trace_id):
-            trace = entry.trace
-            if trace is not None and trace.state == PUBLISHED:
-                return trace
-        return None
-
     def _close(self, root: SpanRecord) -> None:
-        trace_id = root.trace_id
         entry: ReportEntry | None = None
+        pushed_out: list[ReportEntry] = []
         with self._lock:
-            group = self._pending.get(trace_id)
-            if group is None or root.span_id not in group.open:
+            request = self._pending.pop(root.span_id, None)
+            if request is None:
                 # Its request was evicted before the root ended (or tracing was shut down).
                 self._counts["evicted_spans"] += 1
                 return
-            group.open.remove(root.span_id)
-            if self._reportable(group, root):
+            self._leave_running(request)
+            request.open = False
+            request.settled = len(request.records)
+            if root.kind == "server" or root.is_metric or request.has_metric:
                 self._counts["reports"] += 1
-                group.reported = True
-                entry = ReportEntry(root=root, trace=group, on_error=self._errors.record)
+                request.state = PUBLISHED
+                request.until = self._clock() + self._window
+                entry = ReportEntry(root=root, trace=request, on_error=self._errors.record)
+                # Into the store under the lock: from here on its late spans find it there.
+                stored, pushed_out = self.store.insert(entry)
+                if not stored:
+                    entry = None
+                    self._counts["orphan_spans"] += 1 + len(request.records)  # a newer version is stored
+                elif request.members is not None:
+                    self._take_late_members(request)
             else:
                 self._counts["unreported_traces"] += 1
-                self._counts["unreported_spans"] += 1
-                if len(group.root_ids) > 1 and (group.open or group.reported):
-                    # The trace lives on for its other requests: this one's spans are counted now.
-                    self._lose(group, root.span_id, "unreported_spans")
-            if not group.open:
-                group.settled = len(group.records)
-                if group.reported:
-                    group.state = PUBLISHED
-                    group.until = self._clock() + self._window
-                else:
-                    group.state = DROPPED
-                    group.lost_as = "unreported_spans"
-                    self._counts["unreported_spans"] += len(group.records) - group.lost_held
-                    del self._pending[trace_id]
-                    self._remember_dropped(group, ())
+                self._counts["unreported_spans"] += 1 + _own_spans(request)
+                self._drop(request, "unreported_spans")
+        del pushed_out  # the requests it pushed out are freed outside the lock
         if entry is None:
             return
-        try:
-            self.store.put(entry)
-        finally:
-            self._forget_published(group)
+        self.store.changed(entry)
         _log_report(entry)
 
-    def _forget_published(self, group: TraceRecords | None) -> None:
-        """Take a request whose report is now in the store out of the pending ones, if still there.
+    def _leave_running(self, request: RequestRecords) -> None:
+        """Take a request out of its trace's running ones (lock held)."""
+        running = tuple(r for r in self._running.get(request.trace_id, ()) if r is not request)
+        if running:
+            self._running[request.trace_id] = running
+        else:
+            self._running.pop(request.trace_id, None)
 
-        Until its report was put, late spans found the request among the pending
-        ones; from here on they find it through its entry in the store.
-        """
-        if group is None:
-            return
-        with self._lock:
-            if not group.open and self._pending.get(group.trace_id) is group:
-                del self._pending[group.trace_id]
-
-    @staticmethod
-    def _reportable(group: TraceRecords, root: SpanRecord) -> bool:
-        """Whether a request makes a report: a server or metric root, or a metric under it (lock held)."""
-        if root.kind == "server" or root.is_metric:
-            return True
-        if len(group.root_ids) == 1:
-            return group.has_metric
-        # Several requests of one trace here (an outgoing call answered by this very
-        # service, say): only a metric in this root's own subtree counts.
-        return any(record.is_metric for record in group.spans_of(root.span_id, group.records))
-
-    def _sweep(self, now: float) -> list[TraceRecords]:
-        """Drop unfinished requests past their timeout or over the bound (lock held), O(1) amortised."""
-        evicted: list[TraceRecords] = []
-        pending = self._pending
-        while pending:
-            group = next(iter(pending.values()))
-            if (now - group.started < self._timeout or not group.open) and len(pending) <= self._max_pending:
+    def _take_late_members(self, request: RequestRecords) -> None:
+        """Let spans starting under a published request of a shared trace be noted in it (lock held)."""
+        late = self._late
+        now = self._clock()
+        same = [r for r in late.pop(request.trace_id, ()) if r.until >= now]
+        late[request.trace_id] = [*same[-self._store_bound() :], request]
+        while late:
+            oldest = next(iter(late.values()))
+            if len(late) <= self._store_bound() and oldest[-1].until >= now:
                 break
-            pending.popitem(last=False)
-            if self._evict(group, now):
-                evicted.append(group)
-        return evicted
+            late.popitem(last=False)
 
-    def _evict(self, group: TraceRecords, now: float) -> bool:
-        """Count a request dropped unfinished (lock held); whether its spans were lost with it."""
-        if not group.open:
-            return False  # finished, on its way into the store
-        running, group.open = group.open, []
-        self._counts["evicted_traces"] += len(running)
-        group.settled = len(group.records)
-        if group.reported:
-            # An earlier request of the trace keeps its report; the running ones are lost.
-            for root_id in running:
-                self._lose(group, root_id, "evicted_spans")
-            group.state = PUBLISHED
-            group.until = now + self._window
-            return False
-        group.state = DROPPED
-        group.lost_as = "evicted_spans"
-        self._counts["evicted_spans"] += len(group.records) - group.lost_held
-        self._remember_dropped(group, running)
-        return True
+    def _store_bound(self) -> int:
+        return self.store.max_reports
 
-    def _remember_dropped(self, group: TraceRecords, evicted: Iterable[int]) -> None:
-        """Keep the lost span ids of a dropped trace that later requests may share (lock held)."""
-        if not group.remote:
-            return
-        lost = group.lost
-        if lost is None or len(lost) > self._cap:
-            lost = {}  # bounded: stragglers of requests dropped long before become orphans
-        for root_id in group.root_ids:
-            lost.setdefault(root_id, "unreported_spans")
-        for root_id in evicted:
-            lost[root_id] = "evicted_spans"
+    def _drop(self, request: RequestRecords, cause: str) -> None:
+        """A request that reaches no report: its later spans count under ``cause`` (lock held)."""
+        request.state = DROPPED
+        request.lost_as = cause
+        if not request.remote:
+            return  # a new trace: no later request shares it, its stragglers find nothing (orphans)
+        # Remembered without its records (counted already): its stragglers need its members.
+        stub = RequestRecords(request.trace_id, request.root_id, request.started, False, 0, True)
+        stub.open, stub.state, stub.lost_as, stub.members = False, DROPPED, cause, request.members
         dropped = self._dropped
-        dropped[group.trace_id] = lost
-        dropped.move_to_end(group.trace_id)
-        while len(dropped) > self._max_pending:
+        same = dropped.pop(request.trace_id, [])
+        same.append(stub)
+        dropped[request.trace_id] = same[-_DROPPED_PER_TRACE:]
+        while len(dropped) > self._max_pending + self.store.max_reports:
             dropped.popitem(last=False)
 
-    def _lose(self, group: TraceRecords, span_id: int, cause: str, *, held: bool = False) -> None:
-        """Count a span of a lost request (and its descendants already held) under ``cause`` (lock held).
+    def _sweep(self, now: float) -> list[RequestRecords]:
+        """Drop unfinished requests past their timeout or over the bound (lock held), O(1) amortised."""
+        evicted: list[RequestRecords] = []
+        pending = self._pending
+        while pending:
+            request = next(iter(pending.values()))
+            if now - request.started < self._timeout and len(pending) <= self._max_pending:
+                break
+            pending.popitem(last=False)
+            self._evict(request, now)
+            evicted.append(request)
+        return evicted
 
-        One of several requests of a trace was evicted or makes no report while the
-        trace lives on for the others: the spans of its subtree reach no report. The
-        lost root (or a lost span that just arrived) is counted by the caller, unless
-        ``held`` says it sits in the records; its descendants held in the records are
-        counted here, each once, and spans arriving later under it are counted as
-        they come (:meth:`_lost_with_its_request`).
-        """
-        lost = group.lost
-        if lost is None:
-            lost = group.lost = {}
-            children: dict[int | None, list[SpanRecord]] = {}
-            for record in group.records:
-                children.setdefault(record.parent_id, []).append(record)
-            group.children = children
-        else:
-            children = group.children if group.children is not None else {}
-        lost[span_id] = cause
-        found = 1 if held else 0
-        cut = group.cut_children or {}
-        stack = [span_id]
-        while stack:
-            parent_id = stack.pop()
-            for child in children.get(parent_id, ()):
-                # Another source's spans (the browser's) join every report of the trace.
-                if child.source == "server" and child.span_id not in lost:
-                    lost[child.span_id] = cause
-                    found += 1
-                    stack.append(child.span_id)
-            for cut_id in cut.get(parent_id, ()):
-                if cut_id not in lost:  # counted as truncated already; its children are lost
-                    lost[cut_id] = cause
-                    stack.append(cut_id)
-        group.lost_held += found
-        self._counts[cause] += found
-
-    def _lost_with_its_request(self, group: TraceRecords, record: SpanRecord, *, held: bool = False) -> bool:
-        """Whether an arriving span belongs to one of its trace's lost requests; counted if so (lock held)."""
-        lost = group.lost
-        if lost is None or record.parent_id is None or record.source != "server":
-            return False
-        cause = lost.get(record.parent_id)
-        if cause is None:
-            return False
-        if record.span_id in lost:
-            return True  # already counted with its request (held, and found by a walk)
-        if not held:
-            self._counts[cause] += 1
-        self._lose(group, record.span_id, cause, held=held)
-        return True
+    def _evict(self, request: RequestRecords, now: float) -> None:
+        """Count a request dropped unfinished (lock held)."""
+        self._leave_running(request)
+        request.open = False
+        request.settled = len(request.records)
+        self._counts["evicted_traces"] += 1
+        self._counts["evicted_spans"] += _own_spans(request)
+        self._drop(request, "evicted_spans")
 
     # ------------------------------------------------------------ introspection
 
@@ -655,9 +648,8 @@ class ReportProcessor(SpanProcessor):
         ``spans_not_reported`` is the sum of ``orphan_spans`` (no request of
         theirs was held: a parent from another provider, or the request had
         already been evicted, made no report, or left the store),
-        ``evicted_spans`` (in requests dropped unfinished, including those of a
-        trace whose other request is reported), ``unreported_spans`` (in
-        requests that make no report, likewise), ``truncated_spans`` (over the
+        ``evicted_spans`` (in requests dropped unfinished), ``unreported_spans``
+        (in requests that make no report), ``truncated_spans`` (over the
         per-request cap) and ``expired_late_spans`` (ended after the late-span
         window).
         """
@@ -666,18 +658,23 @@ class ReportProcessor(SpanProcessor):
         with self._lock:
             counts: dict[str, Any] = dict(self._counts)
             counts["pending_traces"] = len(self._pending)
-            held = {id(g): g for g in self._pending.values()}
-        lingering = {id(e.trace): e.trace for e in entries if e.trace is not None}
+            held = {id(r): r for r in self._pending.values()}
+        published = {id(e.trace): e.trace for e in entries if e.trace is not None}
         counts["lingering_traces"] = sum(
-            1 for g in lingering.values() if g.state == PUBLISHED and g.until > now
+            1 for r in published.values() if r.state == PUBLISHED and r.until > now
         )
-        held.update(lingering)
-        counts["tracked_spans"] = sum(len(g.records) - g.lost_held for g in held.values())
+        held.update(published)
+        counts["tracked_spans"] = sum(len(r.records) for r in held.values())
         counts["spans_not_reported"] = sum(counts[name] for name in _LOST)
         counts["internal_errors"] = self._errors.count
         counts["listener_errors"] = self.store.listener_errors
         counts["stored_reports"] = len(entries)
         return counts
+
+
+def _own_spans(request: RequestRecords) -> int:
+    """A request's records of its own: those of another source (the browser's) join every report."""
+    return sum(1 for record in request.records if record.source == "server")
 
 
 def _log_report(entry: ReportEntry) -> None:

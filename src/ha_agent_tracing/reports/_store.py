@@ -82,12 +82,28 @@ class ReportStore:
                 entry = ReportEntry(report=report, version=version)  # pyright: ignore[reportArgumentType]
             except (KeyError, TypeError, ValueError) as exc:
                 raise ValueError(f"a report needs trace_id and span_id in hex: {exc}") from exc
+        stored, pushed_out = self.insert(entry)
+        del pushed_out  # freed here, outside the lock
+        if stored:
+            self.changed(entry)
+        return stored
+
+    def insert(self, entry: ReportEntry) -> tuple[bool, list[ReportEntry]]:
+        """:meth:`put` an entry without telling the listeners.
+
+        For a caller that puts entries under a lock of its own (the report
+        processor): it calls :meth:`changed` once it released that lock.
+        Returns whether the entry was stored (``False``: a newer version is)
+        and the entries it pushed out, for the caller to let go of outside its
+        lock (freeing a request's records is not free).
+        """
         key = (entry.trace_int, entry.span_int)
+        pushed_out: list[ReportEntry] = []
         with self._lock:
             held = self._entries.get(key)
             if held is not None:
                 if held.version > entry.version:
-                    return False
+                    return False, pushed_out
                 self._entries[key] = entry
                 same_trace = self._by_trace[key[0]]
                 same_trace[same_trace.index(held)] = entry
@@ -98,8 +114,8 @@ class ReportStore:
                     _, old = self._entries.popitem(last=False)
                     self._unindex(old)
                     self._dropped += 1
-        self.changed(entry)
-        return True
+                    pushed_out.append(old)
+        return True, pushed_out
 
     def _unindex(self, entry: ReportEntry) -> None:
         same_trace = self._by_trace[entry.trace_int]
