@@ -464,3 +464,39 @@ def test_overlapping_requests_of_a_fixed_traceparent_stay_bounded() -> None:
     assert all([m["name"] for m in r["metrics"]] == ["a", "b"] and not r["truncated"] for r in reports)
     stats = processor.stats()
     assert (stats["pending_traces"], stats["tracked_spans"], stats["spans_not_reported"]) == (0, 20, 0)
+
+
+def test_spans_started_under_a_dropped_request_after_it_was_dropped_are_counted_under_its_cause() -> None:
+    """Two levels below a running span of a request that made no report, started after it: counted, never folded."""
+    setup = make_tracing()
+    tracer = setup.tracker.tracer
+    other = setup.provider.get_tracer("another.library")
+    first = tracer.start_span("first", context=_remote_parent(0xAB), kind=SERVER)
+    second = other.start_span("second", context=_remote_parent(0xAB))
+    job = other.start_span("job", context=_under(second))
+    second.end()  # makes no report
+    sub = other.start_span("sub", context=_under(job))  # starts after its request was dropped
+    leaf = tracer.start_span("leaf", context=_under(sub))  # a metric, two levels down
+    leaf.end()
+    sub.end()
+    job.end()
+    first.end()
+    reports = {r["root_span"]: [m["name"] for m in r["metrics"]] for r in setup.store.reports()}
+    assert reports == {"first": []}
+    stats = setup.processor.stats()
+    assert (stats["unreported_spans"], stats["late_spans"], stats["spans_not_reported"]) == (4, 0, 4)
+
+
+def test_a_late_span_of_a_request_pushed_out_of_the_store_is_not_given_to_a_running_one() -> None:
+    """The trace's first request still runs; the second's report leaves the store, then its late span ends."""
+    store, processor, tracer = _shared_trace_setup(1)
+    first = tracer.start_span("first", context=_remote_parent(0xAB), kind=SERVER)
+    second = tracer.start_span("second", context=_remote_parent(0xAB), kind=SERVER)
+    background = tracer.start_span("background", context=_under(second))
+    second.end()
+    tracer.start_span("other", kind=SERVER).end()  # pushes the second report out of the store
+    background.end()
+    first.end()
+    assert [(r["root_span"], r["metrics"]) for r in store.reports()] == [("first", [])]
+    stats = processor.stats()
+    assert (stats["orphan_spans"], stats["late_spans"], stats["spans_not_reported"]) == (1, 0, 1)

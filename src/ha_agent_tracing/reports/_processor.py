@@ -127,8 +127,8 @@ _INTERNAL = SpanKind.INTERNAL
 
 _LOST = ("orphan_spans", "evicted_spans", "unreported_spans", "truncated_spans", "expired_late_spans")
 
-_DROPPED_PER_TRACE = 16
-"""Dropped requests remembered per trace (their stragglers are counted under their cause)."""
+_REMEMBERED_PER_TRACE = 16
+"""Finished requests of a shared trace remembered per trace (to route their stragglers)."""
 
 
 def is_tracked_metric(span: ReadableSpan) -> bool:
@@ -473,12 +473,12 @@ class ReportProcessor(SpanProcessor):
             if request.state == DROPPED:
                 self._counts[request.lost_as] += 1
                 return
-            if self._clock() > request.until:
-                self._counts["expired_late_spans"] += 1
-                return
             changed = self._entries_of(request)
             if not changed:
                 self._counts["orphan_spans"] += 1  # its report left the store
+                return
+            if self._clock() > request.until:
+                self._counts["expired_late_spans"] += 1
                 return
             self._counts["late_spans"] += 1
             self._append(request, record)
@@ -509,9 +509,15 @@ class ReportProcessor(SpanProcessor):
         return full or unnoted
 
     def _requests_of(self, trace_id: int) -> Iterable[RequestRecords]:
-        """The trace's requests held here: running, then published (stored), then dropped (lock held)."""
+        """The trace's requests held here, newest first within each kind (lock held).
+
+        Running, then published (stored), then remembered: published requests of
+        shared traces within their window (their reports may have left the store
+        meanwhile) and dropped ones.
+        """
         yield from self._running.get(trace_id, ())
         yield from reversed(self._published(trace_id))
+        yield from reversed(self._late.get(trace_id, ()))
         yield from reversed(self._dropped.get(trace_id, ()))
 
     def _published(self, trace_id: int) -> list[RequestRecords]:
@@ -554,9 +560,8 @@ class ReportProcessor(SpanProcessor):
                 # Its request was evicted before the root ended (or tracing was shut down).
                 self._counts["evicted_spans"] += 1
                 return
-            self._leave_running(request)
             request.open = False
-            request.settled = len(request.records)
+            request.settled = settled = len(request.records)
             if root.kind == "server" or root.is_metric or request.has_metric:
                 self._counts["reports"] += 1
                 request.state = PUBLISHED
@@ -566,13 +571,17 @@ class ReportProcessor(SpanProcessor):
                 stored, pushed_out = self.store.insert(entry)
                 if not stored:
                     entry = None
-                    self._counts["orphan_spans"] += 1 + len(request.records)  # a newer version is stored
+                    self._counts["orphan_spans"] += 1 + _own_spans(request.records[:settled])
                 elif request.members is not None:
-                    self._take_late_members(request)
+                    # Spans starting under it from now on are noted there, and once its report
+                    # left the store its late spans are known to be its own (orphans).
+                    self._remember(self._late, request, self.store.max_reports)
             else:
                 self._counts["unreported_traces"] += 1
-                self._counts["unreported_spans"] += 1 + _own_spans(request)
+                self._counts["unreported_spans"] += 1 + _own_spans(request.records[:settled])
                 self._drop(request, "unreported_spans")
+            # Last: a span starting now finds the request running, or else remembered.
+            self._leave_running(request)
         del pushed_out  # the requests it pushed out are freed outside the lock
         if entry is None:
             return
@@ -587,36 +596,40 @@ class ReportProcessor(SpanProcessor):
         else:
             self._running.pop(request.trace_id, None)
 
-    def _take_late_members(self, request: RequestRecords) -> None:
-        """Let spans starting under a published request of a shared trace be noted in it (lock held)."""
-        late = self._late
-        now = self._clock()
-        same = [r for r in late.pop(request.trace_id, ()) if r.until >= now]
-        late[request.trace_id] = [*same[-self._store_bound() :], request]
-        while late:
-            oldest = next(iter(late.values()))
-            if len(late) <= self._store_bound() and oldest[-1].until >= now:
-                break
-            late.popitem(last=False)
-
-    def _store_bound(self) -> int:
-        return self.store.max_reports
-
     def _drop(self, request: RequestRecords, cause: str) -> None:
         """A request that reaches no report: its later spans count under ``cause`` (lock held)."""
         request.state = DROPPED
         request.lost_as = cause
-        if not request.remote:
-            return  # a new trace: no later request shares it, its stragglers find nothing (orphans)
-        # Remembered without its records (counted already): its stragglers need its members.
-        stub = RequestRecords(request.trace_id, request.root_id, request.started, False, 0, True)
-        stub.open, stub.state, stub.lost_as, stub.members = False, DROPPED, cause, request.members
-        dropped = self._dropped
-        same = dropped.pop(request.trace_id, [])
-        same.append(stub)
-        dropped[request.trace_id] = same[-_DROPPED_PER_TRACE:]
-        while len(dropped) > self._max_pending + self.store.max_reports:
-            dropped.popitem(last=False)
+        if request.remote:  # (a new trace's stragglers find nothing: orphans)
+            self._remember(self._dropped, request, self._max_pending + self.store.max_reports)
+
+    def _remember(
+        self, memory: OrderedDict[int, list[RequestRecords]], request: RequestRecords, traces: int
+    ) -> None:
+        """Keep a finished request of a trace that others may share, without its records (lock held).
+
+        What routing its later spans needs: its state, cause, late-span window and
+        members (the same set, so spans noted later are noted in both). Changed in
+        place, never taken out and put back, so that a lookup without the lock
+        finds it throughout. At most ``_REMEMBERED_PER_TRACE`` requests of a trace,
+        ``traces`` traces, newest last; the published ones only while their window lasts.
+        """
+        stub = RequestRecords(request.trace_id, request.root_id, request.started, False, request.limit, True)
+        stub.open, stub.state, stub.lost_as = False, request.state, request.lost_as
+        stub.members, stub.until = request.members, request.until
+        same = memory.get(request.trace_id)
+        if same is None:
+            memory[request.trace_id] = [stub]
+        else:
+            same.append(stub)
+            if len(same) > _REMEMBERED_PER_TRACE:
+                del same[0]
+            memory.move_to_end(request.trace_id)
+        now = self._clock()
+        while memory and (
+            len(memory) > traces or (memory is self._late and next(iter(memory.values()))[-1].until < now)
+        ):
+            memory.popitem(last=False)
 
     def _sweep(self, now: float) -> list[RequestRecords]:
         """Drop unfinished requests past their timeout or over the bound (lock held), O(1) amortised."""
@@ -633,12 +646,12 @@ class ReportProcessor(SpanProcessor):
 
     def _evict(self, request: RequestRecords, now: float) -> None:
         """Count a request dropped unfinished (lock held)."""
-        self._leave_running(request)
         request.open = False
-        request.settled = len(request.records)
+        request.settled = settled = len(request.records)
         self._counts["evicted_traces"] += 1
-        self._counts["evicted_spans"] += _own_spans(request)
+        self._counts["evicted_spans"] += _own_spans(request.records[:settled])
         self._drop(request, "evicted_spans")
+        self._leave_running(request)
 
     # ------------------------------------------------------------ introspection
 
@@ -672,9 +685,9 @@ class ReportProcessor(SpanProcessor):
         return counts
 
 
-def _own_spans(request: RequestRecords) -> int:
-    """A request's records of its own: those of another source (the browser's) join every report."""
-    return sum(1 for record in request.records if record.source == "server")
+def _own_spans(records: Iterable[SpanRecord]) -> int:
+    """How many records are a request's own: those of another source (the browser's) join every report."""
+    return sum(1 for record in records if record.source == "server")
 
 
 def _log_report(entry: ReportEntry) -> None:
