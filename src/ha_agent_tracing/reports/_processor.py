@@ -42,11 +42,15 @@ held, each evicted after ``pending_timeout_s``; a request keeps at most
 most four times as many span ids (past that, a span of its trace that no
 request noted is taken for it while it runs); the store keeps ``max_reports`` reports. Every
 span that does not reach a report is counted in :meth:`ReportProcessor.stats`
-(``spans_not_reported`` and its parts). A dropped request (evicted, or making
-no report) of a trace that others may share is remembered for a while (as
-many traces as ``max_pending_traces`` plus ``max_reports``, 16 requests of
-each), without its records, so that its stragglers are counted under its cause
-rather than taken for another request's.
+(``spans_not_reported`` and its parts). The finished requests of a trace that
+others may share (a remote parent) are remembered without their records, as
+stubs holding their members, state and window: a dropped one (evicted, or
+making no report) for as many traces as ``max_pending_traces`` plus
+``max_reports``, so that its stragglers are counted under its cause; a
+published one that notes members while its window lasts (for as many traces
+as ``max_reports``), so that spans starting under it are noted and its late
+spans, once its report left the store, are counted rather than taken for
+another request's. At most 16 of each per trace.
 
 Following the SDK's processor contract, ``on_start`` and ``on_end`` run on the
 caller's thread: they hold the lock only to update the bookkeeping, call the
