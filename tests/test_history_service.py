@@ -262,3 +262,24 @@ def test_the_pages_spans_reach_the_history(tmp_path: Path) -> None:
     assert alone is not None, "the browser-only report is in the file"
     assert alone["operation"] == "send_message"
     assert [(m["name"], m["source"]) for m in alone["metrics"]] == [("ui_update", "browser")]
+
+
+def test_a_late_span_after_its_report_was_written_is_written_too(tmp_path: Path) -> None:
+    """The service's history folds nothing again later: the report processor records a report again when a span joins it."""
+    from opentelemetry import trace
+
+    with running_agent(tracing={"history_path": str(tmp_path / "h.sqlite3")}) as agent:
+        history = history_of(agent)
+        tracer = agent.runtime.tracker.tracer
+        root = tracer.start_span("POST /api/v1/jobs", kind=trace.SpanKind.SERVER)
+        background = tracer.start_span("background", context=trace.set_span_in_context(root))
+        root.end()
+        history.flush()
+        trace_id = f"{root.get_span_context().trace_id:032x}"
+        written = history.get(trace_id)
+        assert written is not None and written["metrics"] == []
+        background.end()  # late: after the report was written
+        history.flush()
+        rewritten = history.get(trace_id)
+        assert rewritten is not None
+        assert [m["name"] for m in rewritten["metrics"]] == ["background"]

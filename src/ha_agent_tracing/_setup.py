@@ -215,7 +215,9 @@ def open_history(config: TracingConfig, tracker: PerformanceTracker) -> History 
         config.history_path,
         retention_days=config.history_retention_days,
         max_bytes=config.history_max_mb * 1024 * 1024,
-        settle_s=config.late_span_window_s,
+        # The report processor tells its store's listeners of every span that joins a report
+        # after it was put (late spans, the browser's): nothing needs folding again later.
+        settle_s=0,
     )
     tracker.store.add_listener(history.record)
     return history

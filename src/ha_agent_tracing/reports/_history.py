@@ -464,7 +464,9 @@ class History(HistoryReader):
         lock_timeout_s: how long a write waits for another process's lock before it fails.
         settle_s: a report recorded as an entry that folds on demand (what the store's
             listeners receive) is folded again this long after it was written, and
-            rewritten if late spans changed it; the processor's late-span window.
+            rewritten if late spans changed it; 0: never (the report processor
+            records its entries again whenever spans join them, so the service
+            passes 0).
         clock: wall-clock time in epoch seconds (tests pass their own).
     """
 
@@ -646,6 +648,8 @@ class History(HistoryReader):
 
     def _settle_later(self, prepared: list[tuple[Any, _Entry]], now: float) -> None:
         """Remember entries that fold on demand: late spans may still join them."""
+        if not self._settle:
+            return
         for item, entry in prepared:
             if not isinstance(item, Mapping):
                 self._settling.append((now + self._settle, item, entry))
