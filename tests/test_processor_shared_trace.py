@@ -500,3 +500,37 @@ def test_a_late_span_of_a_request_pushed_out_of_the_store_is_not_given_to_a_runn
     assert [(r["root_span"], r["metrics"]) for r in store.reports()] == [("first", [])]
     stats = processor.stats()
     assert (stats["orphan_spans"], stats["late_spans"], stats["spans_not_reported"]) == (1, 0, 1)
+
+
+@pytest.mark.parametrize("earlier", ["first of its trace", "second of its trace"])
+def test_a_late_span_of_a_pushed_out_report_is_not_given_to_the_next_request_of_its_trace(
+    earlier: str,
+) -> None:
+    """One page-load trace id, requests one after another: a report leaves the store, the next request starts."""
+    store, processor, tracer = _shared_trace_setup(1)
+    if earlier == "second of its trace":
+        tracer.start_span("before", context=_remote_parent(0xAB), kind=SERVER).end()
+    request = tracer.start_span("earlier", context=_remote_parent(0xAB), kind=SERVER)
+    background = tracer.start_span("background", context=_under(request))
+    request.end()
+    tracer.start_span("other", kind=SERVER).end()  # pushes the earlier report out of the store
+    nxt = tracer.start_span("next", context=_remote_parent(0xAB), kind=SERVER)
+    background.end()
+    nxt.end()
+    assert [(r["root_span"], r["metrics"]) for r in store.reports()] == [("next", [])]
+    stats = processor.stats()
+    assert (stats["orphan_spans"], stats["late_spans"], stats["spans_not_reported"]) == (1, 0, 1)
+
+
+def test_spans_after_shutdown_join_no_stored_report() -> None:
+    """Once the processor is shut down, a new request of a stored report's trace adds nothing to it."""
+    setup = make_tracing()
+    tracer = setup.tracker.tracer
+    tracer.start_span("before", context=_remote_parent(0xAB), kind=SERVER).end()
+    setup.processor.shutdown()
+    after = tracer.start_span("after", context=_remote_parent(0xAB), kind=SERVER)
+    tracer.start_span("step", context=_under(after)).end()
+    after.end()
+    assert [(r["root_span"], r["metrics"]) for r in setup.store.reports()] == [("before", [])]
+    stats = setup.processor.stats()
+    assert (stats["late_spans"], stats["spans_not_reported"]) == (0, 2)

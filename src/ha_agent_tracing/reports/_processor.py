@@ -45,12 +45,11 @@ span that does not reach a report is counted in :meth:`ReportProcessor.stats`
 (``spans_not_reported`` and its parts). The finished requests of a trace that
 others may share (a remote parent) are remembered without their records, as
 stubs holding their members, state and window: a dropped one (evicted, or
-making no report) for as many traces as ``max_pending_traces`` plus
-``max_reports``, so that its stragglers are counted under its cause; a
-published one that notes members while its window lasts (for as many traces
-as ``max_reports``), so that spans starting under it are noted and its late
-spans, once its report left the store, are counted rather than taken for
-another request's. At most 16 of each per trace.
+making no report), so that its stragglers are counted under its cause; a
+published one while its window lasts, so that spans starting under it are
+noted and its late spans, once its report left the store, are counted rather
+than taken for another request's. Each kind for as many traces as
+``max_pending_traces`` plus ``max_reports``, at most 64 requests of each.
 
 Following the SDK's processor contract, ``on_start`` and ``on_end`` run on the
 caller's thread: they hold the lock only to update the bookkeeping, call the
@@ -131,7 +130,7 @@ _INTERNAL = SpanKind.INTERNAL
 
 _LOST = ("orphan_spans", "evicted_spans", "unreported_spans", "truncated_spans", "expired_late_spans")
 
-_REMEMBERED_PER_TRACE = 16
+_REMEMBERED_PER_TRACE = 64
 """Finished requests of a shared trace remembered per trace (to route their stragglers)."""
 
 
@@ -151,7 +150,10 @@ class ReportProcessor(SpanProcessor):
         late_span_window_s: how long after its root ends a request still takes spans.
         max_spans_per_request: most spans kept per request (per local root); more are
             counted and left out, and the report says ``truncated``.
-        is_metric: which spans become report metrics; by default the tracker's.
+        is_metric: which spans become report metrics; by default the tracker's. It is
+            asked when a span starts (whether a request whose root is neither a server
+            span nor a metric makes a report) and when it ends (whether the span is a
+            metric of it): it should not depend on attributes set in between.
         clock: a monotonic clock in seconds (tests pass their own).
     """
 
@@ -272,6 +274,9 @@ class ReportProcessor(SpanProcessor):
                 record.extra = self._deployment(span)
                 self._close(record)
                 return
+            if self._shut_down:
+                self._add_after_shutdown()
+                return
             # The running request that is its trace's only one takes it without the lock
             # (see the module's docstring).
             running = self._running.get(record.trace_id)
@@ -310,6 +315,11 @@ class ReportProcessor(SpanProcessor):
                 self._evict(request, now)  # counted, as a request pushed out would be
             self._pending.clear()
             self._running.clear()
+
+    def _add_after_shutdown(self) -> None:
+        """A span ending once tracing was shut down: no request is tracked any more."""
+        with self._lock:
+            self._counts["orphan_spans"] += 1
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Nothing is buffered for export here; reports are published as roots end."""
@@ -437,7 +447,12 @@ class ReportProcessor(SpanProcessor):
             request = RequestRecords(trace_id, root_id, now, has_metric, self._cap, joins)
             running = self._running.get(trace_id, ()) if joins else ()
             # A root without a parent started a new trace: nothing of it can be here yet.
-            if joins and (running or trace_id in self._dropped or self.store.entries(trace_id)):
+            if joins and (
+                running
+                or trace_id in self._dropped
+                or trace_id in self._late
+                or self.store.holds_trace(trace_id)
+            ):
                 request.members = {root_id}  # its trace is shared here: it notes its spans
                 for other in running:
                     other.shared = True
@@ -576,10 +591,11 @@ class ReportProcessor(SpanProcessor):
                 if not stored:
                     entry = None
                     self._counts["orphan_spans"] += 1 + _own_spans(request.records[:settled])
-                elif request.members is not None:
-                    # Spans starting under it from now on are noted there, and once its report
-                    # left the store its late spans are known to be its own (orphans).
-                    self._remember(self._late, request, self.store.max_reports)
+                elif request.remote:
+                    # Another request of its trace may follow: spans starting under it from now
+                    # on are noted there, and once its report left the store its late spans are
+                    # known to be its own (orphans), not the next request's.
+                    self._remember(self._late, request, self._max_pending + self.store.max_reports)
             else:
                 self._counts["unreported_traces"] += 1
                 self._counts["unreported_spans"] += 1 + _own_spans(request.records[:settled])
@@ -594,7 +610,11 @@ class ReportProcessor(SpanProcessor):
 
     def _leave_running(self, request: RequestRecords) -> None:
         """Take a request out of its trace's running ones (lock held)."""
-        running = tuple(r for r in self._running.get(request.trace_id, ()) if r is not request)
+        running = self._running.get(request.trace_id, ())
+        if len(running) == 1 and running[0] is request:
+            del self._running[request.trace_id]
+            return
+        running = tuple(r for r in running if r is not request)
         if running:
             self._running[request.trace_id] = running
         else:

@@ -129,6 +129,10 @@ class ReportStore:
         with self._lock:
             return list(self._by_trace.get(wanted, ()))
 
+    def holds_trace(self, trace_id: int) -> bool:
+        """Whether a report of the trace (an int) is stored; a glance, without the lock."""
+        return trace_id in self._by_trace
+
     def stored_entries(self) -> list[ReportEntry]:
         """Every stored entry, oldest first."""
         with self._lock:
