@@ -402,3 +402,47 @@ def test_the_log_line_of_a_request_whose_root_is_a_metric_lists_only_its_inner_m
     root = SpanRecord("chat_request", 0xA, 0x1, None, T0, T0 + 9 * MS, {}, True)
     step = SpanRecord("step", 0xA, 0x2, 0x1, T0 + MS, T0 + 3 * MS, {}, True)
     assert headline(root, [root, step]) == ("chat_request", 9.0, [("step", 2.0)])
+
+
+def test_a_span_ended_by_a_garbage_collection_under_the_lock_is_handled_afterwards() -> None:
+    """An abandoned generator's open span, collected while the processor holds its lock: no deadlock, no loss.
+
+    Any allocation can start a garbage collection, also while the processor holds its
+    lock; collecting a generator abandoned in a reference cycle ends its open span on
+    that very thread.
+    """
+    import contextvars
+    import gc
+
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from ha_agent_tracing import PerformanceTracker, ReportProcessor, ReportStore
+
+    class CollectingStore(ReportStore):
+        def insert(self, entry: Any) -> Any:
+            gc.collect()  # as an allocation under the processor's lock may
+            return super().insert(entry)
+
+    store = CollectingStore()
+    processor = ReportProcessor(store)
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    tracer = PerformanceTracker(provider, store).tracer
+
+    def stream() -> Any:
+        with tracer.start_as_current_span("abandoned", kind=SERVER):
+            yield 1
+
+    generator = stream()
+    # Started in a context of its own, so that the span it leaves current stays there.
+    contextvars.copy_context().run(next, generator)
+    cycle: dict[str, Any] = {"generator": generator}
+    cycle["self"] = cycle
+    del generator, cycle
+    request = threading.Thread(target=lambda: tracer.start_span("request", kind=SERVER).end(), daemon=True)
+    request.start()
+    request.join(10)
+    assert not request.is_alive(), "the request thread deadlocked on the processor's lock"
+    stats = processor.stats()  # handles what the collection met
+    assert sorted(r["root_span"] for r in store.reports()) == ["abandoned", "request"]
+    assert (stats["internal_errors"], stats["spans_not_reported"]) == (0, 0)

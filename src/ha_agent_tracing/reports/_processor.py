@@ -89,10 +89,11 @@ instant.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -129,6 +130,17 @@ _ERROR = StatusCode.ERROR
 _INTERNAL = SpanKind.INTERNAL
 
 _LOST = ("orphan_spans", "evicted_spans", "unreported_spans", "truncated_spans", "expired_late_spans")
+
+_collecting: int | None = None
+"""The thread running a garbage collection now, if any (set by :func:`_on_collection`)."""
+
+
+def _on_collection(phase: str, info: Mapping[str, Any]) -> None:
+    global _collecting  # one flag for the process, as the collector is one
+    _collecting = threading.get_ident() if phase == "start" else None
+
+
+gc.callbacks.append(_on_collection)
 
 _REMEMBERED_PER_TRACE = 64
 """Finished requests of a shared trace remembered per trace (to route their stragglers)."""
@@ -207,11 +219,18 @@ class ReportProcessor(SpanProcessor):
             ("reports", "late_spans", "evicted_traces", "unreported_traces", "external_spans", *_LOST), 0
         )
         self._shut_down = False
+        # Span starts (True) and ends (False) met during a garbage collection, for later.
+        self._deferred: deque[tuple[bool, Any]] = deque()
 
     # ------------------------------------------------------------ SDK hooks
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         """Open a request for a local root; otherwise note a shared trace's member, or a metric."""
+        if _collecting is not None and _collecting == threading.get_ident():
+            self._deferred.append((True, span))  # see _drain
+            return
+        if self._deferred:
+            self._drain()
         try:
             parent = span_parent(span)
             if parent is None or parent[_IS_REMOTE]:
@@ -242,6 +261,11 @@ class ReportProcessor(SpanProcessor):
 
     def on_end(self, span: ReadableSpan) -> None:
         """Keep the finished span's record in its request; publish the report when it is a root."""
+        if _collecting is not None and _collecting == threading.get_ident():
+            self._deferred.append((False, span))  # see _drain
+            return
+        if self._deferred:
+            self._drain()
         try:
             name, ctx, parent, start, end, kind, status, attributes, scope = span_fields(span)
             if ctx is None:
@@ -296,6 +320,30 @@ class ReportProcessor(SpanProcessor):
         except Exception as exc:  # noqa: BLE001 - telemetry must not break the application
             self._errors.record(exc)
 
+    def _drain(self) -> None:
+        """Handle the span starts and ends met during a garbage collection, in order.
+
+        A collection can start on any allocation, also while this thread holds
+        the processor's lock (or the store's), and collecting an abandoned
+        generator whose ``with tracer.start_as_current_span(...)`` is still open
+        ends that span on this very thread: handling it there would wait for a
+        lock the thread already holds. Such spans are kept aside and handled by
+        the next span start or end, on whatever thread, or by ``stats()``,
+        ``force_flush()`` and ``shutdown()``.
+        """
+        if _collecting is not None and _collecting == threading.get_ident():
+            return  # still collecting on this thread: later
+        deferred = self._deferred
+        while True:
+            try:
+                starting, span = deferred.popleft()
+            except IndexError:
+                return
+            if starting:
+                self.on_start(span)
+            else:
+                self.on_end(span)
+
     def _deployment(self, span: ReadableSpan) -> Mapping[str, Any]:
         """The report-worthy resource attributes (version, variant); one resource, read once."""
         resource = span.resource
@@ -308,6 +356,7 @@ class ReportProcessor(SpanProcessor):
 
     def shutdown(self) -> None:
         """Forget unfinished requests; published reports stay in the store."""
+        self._drain()
         with self._lock:
             self._shut_down = True
             now = self._clock()
@@ -322,7 +371,8 @@ class ReportProcessor(SpanProcessor):
             self._counts["orphan_spans"] += 1
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Nothing is buffered for export here; reports are published as roots end."""
+        """Handle the spans met during a garbage collection; reports are published as roots end."""
+        self._drain()
         return True
 
     # ------------------------------------------------------------ other sources of spans
@@ -690,6 +740,7 @@ class ReportProcessor(SpanProcessor):
         per-request cap) and ``expired_late_spans`` (ended after the late-span
         window).
         """
+        self._drain()
         entries = self.store.stored_entries()
         now = self._clock()
         with self._lock:
