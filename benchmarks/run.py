@@ -374,6 +374,19 @@ def _service_conditions(rotel_grpc: str) -> dict[str, dict[str, str]]:
     }
 
 
+def _ready(service: _Service, env: dict[str, str], workdir: Path, attempts: int = 3) -> _Service:
+    """``service`` once it answers; one that exited (its free port was taken meanwhile) starts anew."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return service.ready()
+        except RuntimeError:
+            if service.process.poll() is None or attempt == attempts:
+                raise
+            service.stop()
+            service = _Service(env, workdir, f"{service.name}-retry{attempt}")
+    raise AssertionError("unreachable")
+
+
 BACKGROUND_SETTLE_S = 1.2
 """How long a round's CPU window stays open after its last request, before the next condition runs:
 the report history writes a batch at most 1 s after its first report."""
@@ -421,8 +434,10 @@ def bench_service(
             try:
                 for name in order[shift:] + order[:shift]:  # the order rotates from round to round
                     services[name] = _Service(conditions[name], workdir, f"{name}-{index}")
+                for name in services:  # started side by side, so one may lose its port to another
+                    services[name] = _ready(services[name], conditions[name], workdir)
                 for service in services.values():
-                    service.ready().round(20)  # warm up: imports, connections, caches
+                    service.round(20)  # warm up: imports, connections, caches
                 time.sleep(BACKGROUND_SETTLE_S)  # the warm-up's background work (the history opens its file)
                 for name, service in services.items():
                     samples[name].append(service.round(per_round))
