@@ -40,9 +40,9 @@ Memory stays bounded: at most ``max_pending_traces`` unfinished requests are
 held, each evicted after ``pending_timeout_s``; a request keeps at most
 ``max_spans_per_request`` spans (the report says ``truncated``), and notes at
 most four times as many span ids (past that, a span of its trace that no
-request noted is taken for it while it runs); the store keeps ``max_reports`` reports. Every
-span that does not reach a report is counted in :meth:`ReportProcessor.stats`
-(``spans_not_reported`` and its parts). The finished requests of a trace that
+request noted is taken for it while it runs); the store keeps
+``max_reports`` reports. Every span that does not reach a report is counted
+in :meth:`ReportProcessor.stats` (``spans_not_reported`` and its parts). The finished requests of a trace that
 others may share (a remote parent) are remembered without their records, as
 stubs holding their members, state and window: a dropped one (evicted, or
 making no report), so that its stragglers are counted under its cause; a
@@ -54,7 +54,9 @@ than taken for another request's. Each kind for as many traces as
 Following the SDK's processor contract, ``on_start`` and ``on_end`` run on the
 caller's thread: they hold the lock only to update the bookkeeping, call the
 store's listeners and the logger outside it, and never raise into the
-application.
+application. A span start or end met during a garbage collection on this
+thread (a collected generator ending its open span, possibly while this very
+thread holds the lock) is set aside and handled by the next one (``_drain``).
 
 The unlocked append. A span of a running request that is its trace's only
 one here (the common case: every span but the roots) is appended to the
