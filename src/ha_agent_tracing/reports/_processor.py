@@ -467,7 +467,6 @@ class ReportProcessor(SpanProcessor):
 
     def _start_member(self, span: Span, parent: Any) -> None:
         """A span starting in a trace shared here: note it in the request its parent belongs to."""
-        metric = False
         with self._lock:
             request = self._owner(parent[_TRACE_ID], None, parent[_SPAN_ID])
             if request is None:
@@ -475,9 +474,9 @@ class ReportProcessor(SpanProcessor):
             members = request.members
             if members is not None:
                 self._note(request, members, span)
-            metric = request.open and not request.has_metric
-        if metric:
-            self._note_metric(request, span)
+            # As _note_metric does, under the lock already held.
+            if request.open and not request.has_metric and self._is_metric(span):
+                request.has_metric = True
 
     @staticmethod
     def _note(request: RequestRecords, members: set[int], span: Span) -> None:
